@@ -1,0 +1,10 @@
+"""Settings for the test suite: the real local PostgreSQL and Redis, a Redis db of its own."""
+
+import os
+
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:63799/1")
+
+from config.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
