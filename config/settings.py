@@ -158,7 +158,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-change-requests": {
+        "task": "approvals.tasks.sweep_change_requests",
+        "schedule": env.float("REDLINE_SWEEP_SECONDS", default=30.0),
+    },
+}
 
 REDLINE_CATALOG_PATH = env.path(
     "REDLINE_CATALOG_PATH", default=str(BASE_DIR / "toggles" / "catalog.toml")
@@ -188,4 +193,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# The lowest quorum per party, by risk tier, that no tenant policy can go below.
+REDLINE_QUORUM_FLOOR = {
+    "low": env.int("REDLINE_QUORUM_FLOOR_LOW", default=1),
+    "high": env.int("REDLINE_QUORUM_FLOOR_HIGH", default=1),
+    "critical": env.int("REDLINE_QUORUM_FLOOR_CRITICAL", default=2),
 }

@@ -59,3 +59,15 @@ def deployment_by_path(path: str) -> Deployment | None:
         .filter(tenant__slug=tenant_slug, slug=deployment_slug)
         .first()
     )
+
+
+def membership_allowing(*, user, tenant: Tenant, perm: str) -> Membership | None:
+    """The user's membership if its role grants `perm` on the tenant.
+
+    Decided from the membership's role, never from has_perm: Django and guardian say
+    yes to a superuser for everything.
+    """
+    membership = membership_of(user=user, tenant=tenant)
+    if membership is None or not user.is_active:
+        return None
+    return membership if perm in ROLE_PERMISSIONS[membership.role] else None
