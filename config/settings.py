@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "knox",
     "drf_spectacular",
     "guardian",
     "audit",
@@ -137,6 +138,7 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -148,6 +150,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Two-party control plane for the safety settings of AI model deployments.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "VersionKindEnum": "toggles.models.VersionKind",
+        "RequestKindEnum": "approvals.models.RequestKind",
+    },
 }
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
@@ -200,4 +206,11 @@ REDLINE_QUORUM_FLOOR = {
     "low": env.int("REDLINE_QUORUM_FLOOR_LOW", default=1),
     "high": env.int("REDLINE_QUORUM_FLOOR_HIGH", default=1),
     "critical": env.int("REDLINE_QUORUM_FLOOR_CRITICAL", default=2),
+}
+
+# Personal API tokens for scripts (hashed at rest, expiring): `manage.py issue_api_token`.
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_TTL_DAYS", default=90)),
+    "AUTO_REFRESH": False,
 }
