@@ -96,6 +96,10 @@ class Deployment(models.Model):
     profile_name = models.SlugField(max_length=100, default="default")
     webhook_url = models.URLField(blank=True)
     is_canary = models.BooleanField(default=False)
+    acked_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The profile version the deployment reports it applied"
+    )
+    acked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
