@@ -114,6 +114,8 @@ class _Proposal:
 
 def _profile_proposal(profile: Profile, changes: Any, base_version: int) -> _Proposal:
     clean = validate_changes(changes)
+    # Locked, so no version lands between this check and the commit of the request.
+    profile = Profile.objects.select_for_update().get(pk=profile.pk)
     if base_version != profile.current_version:
         raise StaleBaseVersion(
             f"{profile} is at version {profile.current_version}, not {base_version}; "
@@ -142,6 +144,7 @@ def _profile_proposal(profile: Profile, changes: Any, base_version: int) -> _Pro
 
 
 def _policy_proposal(policy: QuorumPolicy, changes: Any, base_version: int) -> _Proposal:
+    policy = QuorumPolicy.objects.select_for_update().get(pk=policy.pk)
     clean = policy_validate_changes(policy, changes)
     if base_version != policy.version:
         raise StaleBaseVersion(
