@@ -320,7 +320,6 @@ def change_request_tally(cr: ChangeRequest) -> Tally:
     return tally(requirement=requirement, requester_id=cr.requester_id, votes=votes, roster=roster)
 
 
-@transaction.atomic
 def change_request_decide(
     *,
     change_request_id: int,
@@ -330,12 +329,39 @@ def change_request_decide(
     comment: str = "",
     seen_digest: str | None = None,
 ) -> ChangeRequest:
-    """Record one reviewer's decision; apply or reject the request when it settles."""
-    cr = _lock_request(change_request_id)
-    if _expire_if_due(cr):
+    """Record one reviewer's decision; apply or reject the request when it settles.
+
+    A request found past its lifetime is marked expired; the refusal is raised after that
+    transaction, so the expiry is kept.
+    """
+    cr = _decide(
+        change_request_id=change_request_id,
+        actor=actor,
+        verdict=verdict,
+        channel=channel,
+        comment=comment,
+        seen_digest=seen_digest,
+    )
+    if cr.status == RequestStatus.EXPIRED:
         raise RequestNotPending(
             f"change request #{cr.pk} expired at {cr.expires_at:%Y-%m-%d %H:%M} UTC"
         )
+    return cr
+
+
+@transaction.atomic
+def _decide(
+    *,
+    change_request_id: int,
+    actor,
+    verdict: str,
+    channel: str,
+    comment: str,
+    seen_digest: str | None,
+) -> ChangeRequest:
+    cr = _lock_request(change_request_id)
+    if _expire_if_due(cr):
+        return cr
     if cr.status != RequestStatus.PENDING:
         raise RequestNotPending(
             f"change request #{cr.pk} is {cr.status}; only pending requests take decisions"
