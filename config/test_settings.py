@@ -8,3 +8,5 @@ from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+# Separate checkouts or CI jobs on one server can each name their own test database.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("REDLINE_TEST_DATABASE", "test_redline")}  # noqa: F405
