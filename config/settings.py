@@ -260,3 +260,30 @@ REST_KNOX = {
     "AUTO_REFRESH": False,
 }
 AXES_VERBOSE = False
+
+# Config API for deployments (toggles.api, toggles.ofrep, toggles.serving).
+# Ed25519 key that signs config documents: PEM text in REDLINE_SIGNING_KEY, or the file
+# REDLINE_SIGNING_KEY_FILE (generated when missing if REDLINE_SIGNING_KEY_GENERATE, the
+# development default). REDLINE_SIGNING_PUBLISHED_KEYS: PEM files of earlier keys still listed.
+REDLINE_SIGNING_KEY = env.str("REDLINE_SIGNING_KEY", default="")
+REDLINE_SIGNING_KEY_FILE = env.path(
+    "REDLINE_SIGNING_KEY_FILE", default=str(STATE_DIR / "signing-key.pem")
+)
+REDLINE_SIGNING_KEY_GENERATE = env.bool("REDLINE_SIGNING_KEY_GENERATE", default=DEBUG)
+REDLINE_SIGNING_PUBLISHED_KEYS = env.list("REDLINE_SIGNING_PUBLISHED_KEYS", default=[])
+# How often a process asks Redis whether what it serves changed, and at most how long it keeps
+# a token's binding without asking PostgreSQL again.
+REDLINE_CONFIG_RECHECK_SECONDS = env.float("REDLINE_CONFIG_RECHECK_SECONDS", default=1.0)
+REDLINE_CONFIG_REVALIDATE_SECONDS = env.float("REDLINE_CONFIG_REVALIDATE_SECONDS", default=30.0)
+REDLINE_CONFIG_CACHE_SIZE = env.int("REDLINE_CONFIG_CACHE_SIZE", default=1024)
+# Requests per deployment token; a process adds its count to Redis every sync interval.
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "deployment": env.str("REDLINE_DEPLOYMENT_RATE", default="3000/min"),
+}
+REDLINE_THROTTLE_SYNC_SECONDS = env.float("REDLINE_THROTTLE_SYNC_SECONDS", default=0.5)
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "toggles.api.schema.document_plain_views",
+]
+# `make bench` only: /bench/minimal serves the bytes of REDLINE_BENCH_BODY_FILE from memory.
+REDLINE_BENCH_VIEWS = env.bool("REDLINE_BENCH_VIEWS", default=False)

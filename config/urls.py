@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -16,8 +17,15 @@ urlpatterns = [
         "password/done/", auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
+    path("api/v1/", include("toggles.api.urls")),
+    path("ofrep/v1/", include("toggles.ofrep.urls")),
     path("api/v1/", include("approvals.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("approvals.console.urls")),
 ]
+
+if settings.REDLINE_BENCH_VIEWS:
+    from toggles.api.bench import minimal_view
+
+    urlpatterns.insert(0, path("bench/minimal", minimal_view))

@@ -10,6 +10,7 @@ from audit.services import audit_record
 from config.errors import Conflict, RedLineViolation, ValidationFailed
 from tenants.models import Tenant
 from toggles.models import Capability, Profile, ProfileVersion, VersionKind, red_line_message
+from toggles.serving import version_published
 from toggles.values import InvalidValue, validate_value
 
 DEFAULT_PROFILE = "default"
@@ -152,6 +153,10 @@ def _version_write(
     version.save()
     Profile.objects.filter(pk=profile.pk).update(current_version=number)
     profile.current_version = number
+    # Once committed, its signed config document is built and the serving processes told.
+    transaction.on_commit(
+        lambda: version_published(profile_id=profile.pk, version=number), robust=True
+    )
     changed = {
         key: {"from": parent.values.get(key) if parent else None, "to": value}
         for key, value in values.items()
