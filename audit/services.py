@@ -30,10 +30,15 @@ def audit_record(
     """
     if not connection.in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records")
-    # Round-trip through JSON so the stored value and the hashed value are identical.
-    clean_data = json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder))
+    # Hash the data as PostgreSQL's jsonb will give it back (it rewrites 1e16 as an integer,
+    # for one), so the stored event verifies. The same query takes the chain's lock.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_CHAIN_LOCK])
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s), %s::jsonb",
+            [AUDIT_CHAIN_LOCK, json.dumps(data or {}, cls=DjangoJSONEncoder)],
+        )
+        stored = cursor.fetchone()[1]
+    clean_data = json.loads(stored) if isinstance(stored, str) else stored
     last = AuditEvent.objects.order_by("-sequence").only("sequence", "hash").first()
     link = ChainLink(
         sequence=(last.sequence + 1) if last else 1,

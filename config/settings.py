@@ -176,7 +176,12 @@ def _mailer_from_url(url: str) -> dict:
     return {"BACKEND": backend, "OPTIONS": {k: v for k, v in options.items() if v is not None}}
 
 
-MAILERS = {"default": _mailer_from_url(env.str("EMAIL_URL", default="consolemail://"))}
+# Development prints mail to the console; production defaults to a local SMTP relay.
+MAILERS = {
+    "default": _mailer_from_url(
+        env.str("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+    )
+}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Redline <redline@localhost>")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 

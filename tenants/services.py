@@ -3,7 +3,7 @@
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
-from guardian.shortcuts import assign_perm, get_perms, remove_perm
+from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 
 from audit.services import audit_record
 from config.errors import Conflict, NotFound, ValidationFailed
@@ -16,7 +16,8 @@ def membership_sync_permissions(*, user: AbstractBaseUser, tenant: Tenant) -> No
     """Make the user's object permissions on the tenant exactly those of their role."""
     membership = Membership.objects.filter(user=user, tenant=tenant).first()
     wanted = ROLE_PERMISSIONS[membership.role] if membership else frozenset()
-    held = {perm for perm in get_perms(user, tenant) if perm in TENANT_PERMISSIONS}
+    # The rows actually stored: get_perms would claim every permission for a superuser.
+    held = {perm for perm in get_user_perms(user, tenant) if perm in TENANT_PERMISSIONS}
     for perm in wanted - held:
         assign_perm(perm, user, tenant)
     for perm in held - wanted:

@@ -1,7 +1,10 @@
 """The capability catalog file and its synchronisation into the database.
 
-Syncing may add capabilities (red lines included) and change adjustable ones; it
-refuses to alter, remove or demote a red line, naming the capability.
+Syncing may add capabilities (red lines included) and change the texts of adjustable
+ones; it refuses to alter, remove or demote a red line, naming the capability. An
+adjustable capability's default, bounds, choices, safer side and risk tier are frozen
+too: changing them would change every tenant's effective config, or what counts as
+tightening, without either party's approval.
 """
 
 import tomllib
@@ -9,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from audit.services import audit_record
@@ -41,6 +45,8 @@ DEFINITION_FIELDS = (
     "safe_value",
     "safer",
 )
+# What a catalog edit may change on an adjustable capability.
+TEXT_FIELDS = ("title", "description", "category")
 
 
 class CatalogError(Exception):
@@ -84,7 +90,10 @@ def _definition(entry: dict[str, Any]) -> dict[str, Any]:
     for required in ("key", "title", "description", "category", "type", "risk_tier"):
         if not isinstance(entry.get(required), str) or not entry[required].strip():
             raise CatalogError(f"'{required}' is required text")
-    capability_key_validator(entry["key"])
+    try:
+        capability_key_validator(entry["key"])
+    except ValidationError:
+        raise CatalogError(f"key: {capability_key_validator.message}") from None
     value_type = ValueType(entry["type"])
     risk_tier = RiskTier(entry["risk_tier"])
     is_red_line = entry.get("red_line", False) is True
@@ -212,6 +221,17 @@ def catalog_sync(definitions: list[dict[str, Any]], *, actor=None) -> SyncResult
             raise CatalogError(
                 f"'{key}' cannot change type from {before['value_type']} to {after['value_type']}; "
                 "add a capability under a new key"
+            )
+        frozen = sorted(
+            name
+            for name in DEFINITION_FIELDS
+            if name not in TEXT_FIELDS and before[name] != after[name]
+        )
+        if frozen:
+            raise CatalogError(
+                f"'{key}' may change only its title, description and category "
+                f"(the catalog file alters {', '.join(frozen)}); "
+                "tenants change values through change requests"
             )
         for name, value in after.items():
             setattr(capability, name, value)

@@ -9,6 +9,7 @@ from audit.chain import canonical_json
 from audit.services import audit_record
 from config.errors import Conflict, RedLineViolation, ValidationFailed
 from tenants.models import Tenant
+from toggles.effective import effective_values
 from toggles.models import Capability, Profile, ProfileVersion, VersionKind, red_line_message
 from toggles.serving import version_published
 from toggles.values import InvalidValue, validate_value
@@ -112,12 +113,13 @@ def profile_version_create(
             "rebuild the change on the current version"
         )
     parent = ProfileVersion.objects.get(profile=locked, number=locked.current_version)
-    values = {**parent.values, **clean}
-    if values == parent.values:
+    specs = [c.spec() for c in Capability.objects.filter(key__in=list(clean))]
+    current = effective_values(specs, parent.values)
+    if all(current[key] == value for key, value in clean.items()):
         raise NoChange(f"the change leaves {locked} exactly as version {parent.number}")
     version = _version_write(
         profile=locked,
-        values=values,
+        values={**parent.values, **clean},
         parent=parent,
         actor=actor,
         reason=reason.strip(),

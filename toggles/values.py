@@ -74,7 +74,10 @@ def validate_value(spec: CapabilitySpec, value: Any) -> Any:
         case ValueType.FLOAT:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidValue(f"'{key}' takes a number, not {value!r}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise InvalidValue(f"'{key}' takes a finite number") from None
             if not math.isfinite(value):
                 raise InvalidValue(f"'{key}' takes a finite number, not {value!r}")
             _check_range(spec, value)
