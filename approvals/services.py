@@ -724,13 +724,31 @@ def brake_pull(
     for profile in chosen:
         if profile.tenant_id != tenant.pk:
             raise ValidationFailed(f"profile '{profile.name}' is not a profile of {tenant.slug}")
-        locked = Profile.objects.select_for_update().get(pk=profile.pk)
+    # Every profile is locked before the first audit event takes the chain's lock.
+    locked_by_pk = {
+        p.pk: p
+        for p in Profile.objects.select_for_update()
+        .filter(pk__in=[p.pk for p in chosen])
+        .order_by("pk")
+    }
+    for profile in chosen:
+        locked = locked_by_pk[profile.pk]
         others = _lock_open_requests(locked)
         version = ProfileVersion.objects.get(profile=locked, number=locked.current_version)
         current = effective_values([spec for spec, _ in targets], version.values)
         changes = {spec.key: safe for spec, safe in targets if current[spec.key] != safe}
         if not changes:
+            # Nothing to tighten, but an approval given before the brake must not loosen
+            # the profile after it: open requests are voided all the same.
             result.unchanged.append(locked.name)
+            for cr in others:
+                _move(
+                    cr,
+                    RequestStatus.STALE,
+                    actor=actor,
+                    reason=f"an emergency brake was pulled on {locked} before the request "
+                    "was applied",
+                )
             continue
         new_version = profile_version_create(
             profile=locked,

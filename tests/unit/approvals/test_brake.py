@@ -141,6 +141,23 @@ def test_brake__already_at_safest__no_version_reported_unchanged(tenant, profile
     assert AuditEvent.objects.filter(action="brake.pulled").count() == 2
 
 
+def test_brake__nothing_left_to_tighten__open_requests_still_voided(tenant, profile):
+    brake_pull(tenant=tenant, actor=person("vendor-admin"), reason="first", keys=[HIGH_ENUM])
+    loosening = submit(tenant, profile, "customer-admin", {HIGH_ENUM: "full"})
+    approve_all(loosening, "vendor-reviewer-1", "vendor-reviewer-2", "customer-reviewer-1")
+    result = brake_pull(
+        tenant=tenant, actor=person("customer-reviewer-2"), reason="again", keys=[HIGH_ENUM]
+    )
+    assert (result.versions, result.unchanged) == ({}, ["default"])
+    loosening.refresh_from_db()
+    assert (loosening.status, loosening.status_reason) == (
+        RequestStatus.STALE,
+        "an emergency brake was pulled on demo/default before the request was applied",
+    )
+    assert values_of(profile)[HIGH_ENUM] == "off"
+    assert profile.versions.count() == 2
+
+
 def test_brake__pending_requests_on_the_profile__become_stale(tenant, profile, make_tenant):
     loosening = submit(tenant, profile, "vendor-admin", {HIGH_BOOL: False})
     banner = submit(tenant, profile, "customer-admin", {LOW_TEXT: "UNCLASSIFIED//FOUO"})
