@@ -292,3 +292,25 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
 ]
 # `make bench` only: /bench/minimal serves the bytes of REDLINE_BENCH_BODY_FILE from memory.
 REDLINE_BENCH_VIEWS = env.bool("REDLINE_BENCH_VIEWS", default=False)
+
+# Rollout of new profile versions to deployments (toggles.rollout).
+REDLINE_ROLLOUT_TIMEOUT_SECONDS = env.float("REDLINE_ROLLOUT_TIMEOUT_SECONDS", default=5.0)
+REDLINE_ROLLOUT_MAX_ATTEMPTS = env.int("REDLINE_ROLLOUT_MAX_ATTEMPTS", default=8)
+REDLINE_ROLLOUT_BACKOFF_SECONDS = env.float("REDLINE_ROLLOUT_BACKOFF_SECONDS", default=2.0)
+REDLINE_ROLLOUT_BACKOFF_MAX_SECONDS = env.float(
+    "REDLINE_ROLLOUT_BACKOFF_MAX_SECONDS", default=300.0
+)
+REDLINE_ROLLOUT_SOAK_SECONDS = env.float("REDLINE_ROLLOUT_SOAK_SECONDS", default=0.0)
+REDLINE_ROLLOUT_STUCK_SECONDS = env.float("REDLINE_ROLLOUT_STUCK_SECONDS", default=60.0)
+REDLINE_ROLLOUT_PULL_DEADLINE_SECONDS = env.float(
+    "REDLINE_ROLLOUT_PULL_DEADLINE_SECONDS", default=3600.0
+)
+CELERY_BEAT_SCHEDULE["reconcile-rollouts"] = {
+    "task": "toggles.tasks.rollouts_reconcile",
+    "schedule": env.float("REDLINE_ROLLOUT_RECONCILE_SECONDS", default=30.0),
+}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] |= {
+    "RolloutStatusEnum": "toggles.models.RolloutStatus",
+    "RolloutTargetStatusEnum": "toggles.models.TargetStatus",
+    "RequestStatusEnum": "approvals.models.RequestStatus",
+}

@@ -223,3 +223,126 @@ class ProfileVersion(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError(append_only_message("deleted"))
+
+
+class RolloutStatus(models.TextChoices):
+    PENDING = "pending", "Waiting to start"
+    ACTIVE = "active", "Rolling out"
+    PAUSED = "paused", "Paused: a canary failed"
+    COMPLETED = "completed", "Delivered to every deployment"
+    FAILED = "failed", "Finished; some deployments failed"
+    SUPERSEDED = "superseded", "Superseded by a newer version"
+
+
+class Wave(models.IntegerChoices):
+    CANARY = 0, "Canaries"
+    GENERAL = 1, "Every other deployment"
+
+
+class TargetStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERING = "delivering", "Delivering"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    SUPERSEDED = "superseded", "Superseded by a newer version"
+
+
+class DeliveryMode(models.TextChoices):
+    PUSH = "push", "Webhook push"
+    PULL = "pull", "The deployment fetches"
+
+
+class Rollout(models.Model):
+    """The delivery of one profile version to every deployment that follows the profile.
+
+    Created with the version, in its transaction; its targets are planned when it starts.
+    Rules live in toggles.rollout.
+    """
+
+    profile = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="rollouts")
+    version = models.OneToOneField(ProfileVersion, on_delete=models.PROTECT, related_name="rollout")
+    status = models.CharField(
+        max_length=10, choices=RolloutStatus.choices, default=RolloutStatus.PENDING, db_index=True
+    )
+    wave = models.PositiveSmallIntegerField(choices=Wave.choices, default=Wave.CANARY)
+    status_reason = models.TextField(blank=True)
+    soak_until = models.DateTimeField(null=True, blank=True)
+    superseded_by = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"rollout of {self.version}"
+
+
+class RolloutTarget(models.Model):
+    """One deployment's part of a rollout: pending -> delivering -> delivered, or failed."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.PROTECT, related_name="targets")
+    deployment = models.ForeignKey(
+        "tenants.Deployment", on_delete=models.CASCADE, related_name="rollout_targets"
+    )
+    wave = models.PositiveSmallIntegerField(choices=Wave.choices)
+    mode = models.CharField(max_length=4, choices=DeliveryMode.choices)
+    status = models.CharField(
+        max_length=10, choices=TargetStatus.choices, default=TargetStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    acked_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The version the deployment last acknowledged"
+    )
+    released_at = models.DateTimeField(null=True, blank=True, help_text="When its wave opened")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["rollout", "wave", "deployment__slug"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rollout", "deployment"], name="one_target_per_deployment"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["deployment", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment} in {self.rollout}"
+
+
+class DeploymentDelivery(models.Model):
+    """Per deployment and profile: the newest version pushed (no push goes below it)
+    and the newest the deployment reported having, by fetching or acknowledging it."""
+
+    deployment = models.ForeignKey(
+        "tenants.Deployment", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+    sent_version = models.PositiveIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    inflight_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A push on its way: one at a time per deployment"
+    )
+    inflight_until = models.DateTimeField(null=True, blank=True)
+    reported_version = models.PositiveIntegerField(default=0)
+    reported_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "profile"], name="one_delivery_mark_per_profile"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment}: sent v{self.sent_version}, has v{self.reported_version}"

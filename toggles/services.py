@@ -11,6 +11,7 @@ from config.errors import Conflict, RedLineViolation, ValidationFailed
 from tenants.models import Tenant
 from toggles.effective import effective_values
 from toggles.models import Capability, Profile, ProfileVersion, VersionKind, red_line_message
+from toggles.rollout import rollout_create
 from toggles.serving import version_published
 from toggles.values import InvalidValue, validate_value
 
@@ -159,6 +160,7 @@ def _version_write(
     transaction.on_commit(
         lambda: version_published(profile_id=profile.pk, version=number), robust=True
     )
+    rollout_create(version=version)  # its rows commit with the version; it starts after
     changed = {
         key: {"from": parent.values.get(key) if parent else None, "to": value}
         for key, value in values.items()

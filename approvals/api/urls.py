@@ -1,6 +1,7 @@
 from django.urls import path
 
 from approvals.api import views
+from toggles import rollout_api
 
 urlpatterns = [
     path("capabilities", views.CapabilityListApi.as_view(), name="api-capabilities"),
@@ -43,4 +44,22 @@ urlpatterns = [
     ),
     path("tenants/<slug:tenant>/policy", views.PolicyApi.as_view(), name="api-policy"),
     path("tenants/<slug:tenant>/brake", views.BrakeApi.as_view(), name="api-brake"),
+    path(
+        "tenants/<slug:tenant>/profiles/<slug:profile>/rollback",
+        views.ProfileRollbackApi.as_view(),
+        name="api-profile-rollback",
+    ),
+    path(
+        "tenants/<slug:tenant>/rollouts/", rollout_api.RolloutListApi.as_view(), name="api-rollouts"
+    ),
+    path(
+        "tenants/<slug:tenant>/rollouts/<int:pk>/",
+        rollout_api.RolloutDetailApi.as_view(),
+        name="api-rollout",
+    ),
+    path(
+        "tenants/<slug:tenant>/rollouts/<int:pk>/resume",
+        rollout_api.RolloutResumeApi.as_view(),
+        name="api-rollout-resume",
+    ),
 ]

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from approvals.api import serializers as io
 from approvals.models import ChangeRequest, Channel
 from approvals.policy import policy_values
+from approvals.rollback import rollback_request_submit
 from approvals.selectors import change_requests_for, version_diff, versions_of
 from approvals.services import (
     brake_pull,
@@ -223,6 +224,31 @@ class BrakeApi(APIView):
             profiles=profiles,
         )
         return Response(io.BrakeOutput(result).data)
+
+
+class ProfileRollbackApi(APIView):
+    class RollbackInput(serializers.Serializer):
+        to_version = serializers.IntegerField(min_value=1)
+        justification = serializers.CharField(max_length=5000)
+
+    @extend_schema(
+        request=RollbackInput,
+        responses={201: io.ChangeRequestDetailOutput},
+        description=(
+            "Opens a change request that restores the values of an earlier version; it is "
+            "classified (tightening or loosening) and approved like any other change."
+        ),
+    )
+    def post(self, request, tenant, profile):
+        found = get_object_or_404(Profile, tenant=visible_tenant(request, tenant), name=profile)
+        data = _valid(self.RollbackInput, request)
+        cr = rollback_request_submit(
+            profile=found,
+            to_version=data["to_version"],
+            actor=request.user,
+            justification=data["justification"],
+        )
+        return Response(io.ChangeRequestDetailOutput(cr).data, status=status.HTTP_201_CREATED)
 
 
 def _valid(serializer_class, request) -> dict:

@@ -1,0 +1,20 @@
+"""Celery tasks of the rollout: thin, given ids, safe to run twice (toggles.rollout decides)."""
+
+from celery import shared_task
+
+from toggles import rollout
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def rollout_advance(rollout_id: int) -> None:
+    rollout.rollout_advance(rollout_id=rollout_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def rollout_target_deliver(target_id: int) -> None:
+    rollout.target_deliver(target_id=target_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def rollouts_reconcile() -> dict[str, int]:
+    return rollout.rollouts_reconcile()
