@@ -43,6 +43,7 @@ from config.errors import RedLineViolation, ValidationFailed
 from tenants.models import Role, Tenant
 from tenants.permissions import PROPOSE_CHANGE, REVIEW_CHANGE
 from tenants.selectors import membership_allowing, membership_of, reviewers_for
+from tenants.services import tenant_ensure_active
 from toggles.effective import effective_values
 from toggles.models import Capability, Profile, ProfileVersion, VersionKind, red_line_message
 from toggles.services import NoChange, StaleBaseVersion, profile_version_create, validate_changes
@@ -176,6 +177,7 @@ def change_request_submit(
     time_box: timedelta | None = None,
 ) -> ChangeRequest:
     """Open a request on a profile, or on the quorum policy when no profile is given."""
+    tenant_ensure_active(tenant)
     if membership_allowing(user=actor, tenant=tenant, perm=PROPOSE_CHANGE) is None:
         raise NotAllowed(f"{_username(actor)} may not propose changes in {tenant.slug}")
     if not isinstance(justification, str) or not justification.strip():
@@ -709,6 +711,7 @@ def brake_pull(
 
     Applied at once by one person of either party: it only ever tightens.
     """
+    tenant_ensure_active(tenant)
     membership = membership_of(user=actor, tenant=tenant)
     if membership is None or membership.role not in BRAKE_ROLES or not actor.is_active:
         raise NotAllowed(f"only admins and reviewers of {tenant.slug} may pull the brake")

@@ -26,6 +26,9 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=100, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    offboarded_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set once by offboarding; the tenant is read-only after"
+    )
 
     class Meta:
         ordering = ["slug"]

@@ -1,7 +1,7 @@
 """Every write to tenants, memberships, deployments and their tokens."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
 
@@ -10,6 +10,31 @@ from config.errors import Conflict, NotFound, ValidationFailed
 from tenants.models import Deployment, DeploymentToken, Environment, Membership, Party, Role, Tenant
 from tenants.permissions import ROLE_PERMISSIONS, TENANT_PERMISSIONS
 from tenants.tokens import token_digest, token_generate
+
+
+class TenantOffboarded(Conflict):
+    code = "tenant_offboarded"
+
+
+def tenant_ensure_active(tenant: Tenant) -> None:
+    """Refuse any change to a tenant that has been offboarded.
+
+    Takes a share lock on the tenant row for the rest of the transaction: offboarding locks
+    it for update, so it waits for changes in flight, and a change that comes after it
+    sees the mark.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("tenant_ensure_active must run inside the change's transaction")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT offboarded_at FROM tenants_tenant WHERE id = %s FOR SHARE", [tenant.pk]
+        )
+        row = cursor.fetchone()
+    if row is not None and row[0] is not None:
+        raise TenantOffboarded(
+            f"{tenant.slug} was offboarded on {row[0]:%Y-%m-%d %H:%M} UTC; "
+            "its records are kept read-only and can no longer be changed"
+        )
 
 
 def membership_sync_permissions(*, user: AbstractBaseUser, tenant: Tenant) -> None:
@@ -44,6 +69,7 @@ def tenant_create(*, slug: str, name: str, actor=None) -> Tenant:
 @transaction.atomic
 def membership_set(*, tenant: Tenant, user, party: str, role: str, actor=None) -> Membership:
     """Add a member or change their role. A member's party never changes: remove and re-add."""
+    tenant_ensure_active(tenant)
     if party not in Party.values:
         raise ValidationFailed(f"party must be one of {', '.join(Party.values)}")
     if role not in Role.values:
@@ -76,6 +102,7 @@ def membership_set(*, tenant: Tenant, user, party: str, role: str, actor=None) -
 
 @transaction.atomic
 def membership_remove(*, tenant: Tenant, user, actor=None) -> None:
+    tenant_ensure_active(tenant)
     membership = Membership.objects.select_for_update().filter(user=user, tenant=tenant).first()
     if membership is None:
         raise NotFound(f"{user.get_username()} is not a member of {tenant.slug}")
@@ -102,6 +129,7 @@ def deployment_create(
     is_canary: bool = False,
     actor=None,
 ) -> Deployment:
+    tenant_ensure_active(tenant)
     if Deployment.objects.filter(tenant=tenant, slug=slug).exists():
         raise Conflict(f"deployment '{slug}' already exists in {tenant.slug}")
     deployment = Deployment(
@@ -133,6 +161,7 @@ def deployment_create(
 @transaction.atomic
 def deployment_token_issue(*, deployment: Deployment, actor=None) -> tuple[DeploymentToken, str]:
     """Create a token; the plain value is returned once and never stored."""
+    tenant_ensure_active(deployment.tenant)
     plain = token_generate()
     token = DeploymentToken.objects.create(
         deployment=deployment,
