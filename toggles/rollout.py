@@ -9,7 +9,7 @@ of older versions and plans one RolloutTarget per deployment.
   per-deployment mark (DeploymentDelivery) keeps one push in flight per deployment and
   never lets a version older than the newest one sent go out.
 * Pull deployments are delivered when they fetch or acknowledge the version
-  (rollout_record_fetch, rollout_record_ack).
+  (rollout_fetch_seen from the config hot path, rollout_record_ack from the ack view).
 * Waves: canaries first; every other deployment once every canary is delivered and the
   soak time (REDLINE_ROLLOUT_SOAK_SECONDS) has passed. A failed canary pauses the rollout
   and tells both parties (audit event, log, and the rollout_paused signal); an admin of
@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.dispatch import Signal
 from django.utils import timezone
@@ -52,7 +52,7 @@ from toggles.models import (
     TargetStatus,
     Wave,
 )
-from toggles.serving import REDIS_ERRORS, document_key
+from toggles.serving import REDIS_ERRORS, config_cache, document_key
 from toggles.signing import SIGNATURE_HEADER
 
 log = logging.getLogger(__name__)
@@ -102,12 +102,12 @@ class _AuditLater:
 # Queueing (after commit) ---------------------------------------------------------------
 
 
-def _queue(task_name: str, *args, countdown: float | None = None) -> bool:
+def _queue(task_name: str, *args, countdown: float | None = None, retry: bool = True) -> bool:
     """Send a task; with the broker down, log and leave it to the reconciler."""
     from toggles import tasks
 
     try:
-        getattr(tasks, task_name).apply_async(args, countdown=countdown)
+        getattr(tasks, task_name).apply_async(args, countdown=countdown, retry=retry)
     except BrokerUnavailable as error:
         log.warning("rollout: could not queue %s%s (%s); reconcile will", task_name, args, error)
         return False
@@ -601,22 +601,27 @@ def _settle(
 
 # Pull: fetches and acks ------------------------------------------------------------------
 
-# (deployment id, profile id) -> newest version this process has recorded as fetched.
+# (deployment id, profile id) -> newest version this process has passed on as fetched.
 _fetched: dict[tuple[int, int], int] = {}
 
 
-def rollout_record_fetch(*, deployment_id: int, profile_id: int, version: int) -> None:
-    """A deployment fetched `version`: cheap enough for every config request, since it
-    writes only the first time this process sees that deployment on a newer version."""
+def rollout_fetch_seen(*, deployment_id: int, profile_id: int, version: int) -> None:
+    """A deployment was served `version` (the config hot path calls this on every request).
+
+    No database work here: the first time this process serves a deployment a newer version,
+    a task records it (rollout_record_fetch). While Redis is down nothing is queued, and
+    the next request tries again.
+    """
     key = (deployment_id, profile_id)
-    if _fetched.get(key, 0) >= version:
+    if _fetched.get(key, 0) >= version or not config_cache.redis_up:
         return
-    try:
-        _record_report(deployment_id=deployment_id, profile_id=profile_id, version=version)
-    except DatabaseError:
-        log.warning("rollout: could not record that %s fetched v%s", key, version, exc_info=True)
-        return
-    _fetched[key] = version
+    if _queue("rollout_record_fetch", deployment_id, profile_id, version, retry=False):
+        _fetched[key] = version
+
+
+def rollout_record_fetch(*, deployment_id: int, profile_id: int, version: int) -> None:
+    """A deployment fetched `version` of a profile: its target for that version is delivered."""
+    _record_report(deployment_id=deployment_id, profile_id=profile_id, version=version)
 
 
 def rollout_record_ack(*, deployment: Deployment, version: int) -> None:

@@ -18,3 +18,10 @@ def rollout_target_deliver(target_id: int) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def rollouts_reconcile() -> dict[str, int]:
     return rollout.rollouts_reconcile()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def rollout_record_fetch(deployment_id: int, profile_id: int, version: int) -> None:
+    rollout.rollout_record_fetch(
+        deployment_id=deployment_id, profile_id=profile_id, version=version
+    )

@@ -6,6 +6,7 @@ from rest_framework.exceptions import APIException, Throttled
 from config.errors import DomainError
 from tenants.authentication import BEARER_CHALLENGE, MISSING_TOKEN, request_token
 from toggles.documents import ConfigDocument
+from toggles.rollout import rollout_fetch_seen
 from toggles.serving import config_cache
 from toggles.throttling import rate_limiter
 
@@ -29,7 +30,13 @@ def served_document(request) -> ConfigDocument:
         raise NoToken
     binding = config_cache.binding(token)
     rate_limiter.check(binding.token)
-    return config_cache.document(binding)
+    document = config_cache.document(binding)
+    rollout_fetch_seen(
+        deployment_id=binding.deployment_id,
+        profile_id=document.profile_id,
+        version=document.version,
+    )
+    return document
 
 
 def etag_matches(header: str | None, etag: str) -> bool:

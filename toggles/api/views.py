@@ -17,6 +17,7 @@ from tenants.authentication import DeploymentTokenAuthentication, IsDeployment
 from toggles.acks import deployment_config_ack
 from toggles.api import schema  # noqa: F401 (registers the deployment token's OpenAPI scheme)
 from toggles.api.http import CACHE_CONTROL, error_response, etag_matches, served_document
+from toggles.rollout import rollout_record_ack
 from toggles.signing import SIGNATURE_HEADER, jwks
 from toggles.throttling import DeploymentRateThrottle
 
@@ -65,6 +66,7 @@ class SigningKeysApi(APIView):
 
     @extend_schema(
         operation_id="signing_keys",
+        tags=["config"],
         responses=inline_serializer(
             "SigningKeys", {"keys": KeyOutput(many=True, help_text="the signing key first")}
         ),
@@ -83,14 +85,21 @@ class ConfigAckApi(APIView):
     class InputSerializer(serializers.Serializer):
         version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
 
+        class Meta:
+            ref_name = "ConfigAckInput"
+
     class OutputSerializer(serializers.Serializer):
         deployment = serializers.CharField(source="__str__")
         profile = serializers.CharField(source="profile_name")
         acked_version = serializers.IntegerField()
         acked_at = serializers.DateTimeField()
 
+        class Meta:
+            ref_name = "ConfigAck"
+
     @extend_schema(
         operation_id="config_ack",
+        tags=["config"],
         request=InputSerializer,
         responses={
             200: OutputSerializer,
@@ -107,4 +116,5 @@ class ConfigAckApi(APIView):
         deployment = deployment_config_ack(
             deployment=request.user.deployment, version=incoming.validated_data["version"]
         )
+        rollout_record_ack(deployment=deployment, version=deployment.acked_version)
         return Response(self.OutputSerializer(deployment).data)
