@@ -5,6 +5,7 @@ import hashlib
 import json
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from audit.chain import canonical_json
@@ -265,7 +266,9 @@ def test_config__deployment_follows_missing_profile__404(client, demo):
 
 
 @pytest.mark.parametrize("method", ["post", "put", "delete"])
-def test_config__other_method__405(client, token, method):
+def test_config__other_method__405(token, method):
+    client = Client(enforce_csrf_checks=True)
+
     response = getattr(client, method)("/api/v1/config", **bearer(token))
 
     assert response.status_code == 405
