@@ -27,6 +27,18 @@ urlpatterns = [
         views.token_revoke,
         name="token-revoke",
     ),
+    path("t/<slug:tenant>/rollouts/", views.rollouts, name="rollouts"),
+    path("t/<slug:tenant>/rollouts/<int:pk>/", views.rollout_detail, name="rollout"),
+    path(
+        "t/<slug:tenant>/rollouts/<int:pk>/resume",
+        views.rollout_resume_view,
+        name="rollout-resume",
+    ),
+    path(
+        "t/<slug:tenant>/rollouts/<int:pk>/rollback",
+        views.rollout_rollback,
+        name="rollout-rollback",
+    ),
     path("t/<slug:tenant>/audit/", views.audit_log, name="audit"),
     path("t/<slug:tenant>/audit/export.jsonl", views.audit_export, name="audit-export"),
 ]

@@ -17,6 +17,7 @@ from approvals.console.forms import FormValueError, changed_values, field_name
 from approvals.models import ChangeRequest, Channel, RequestKind, RequestStatus, Verdict
 from approvals.policy import POLICY_KEYS, TIERS, policy_values
 from approvals.quorum import PARTIES
+from approvals.rollback import rollback_request_submit
 from approvals.selectors import (
     change_preview,
     change_request_progress,
@@ -40,7 +41,15 @@ from tenants.models import Deployment, DeploymentToken
 from tenants.selectors import tenants_visible_to
 from tenants.services import deployment_token_issue, deployment_token_revoke
 from toggles.effective import effective_values
-from toggles.models import Capability, Profile, ProfileVersion
+from toggles.models import (
+    Capability,
+    Profile,
+    ProfileVersion,
+    Rollout,
+    RolloutStatus,
+    TargetStatus,
+)
+from toggles.rollout import rollout_progress, rollout_resume, rollouts_with_counts
 from toggles.values import safest_value
 
 
@@ -79,6 +88,7 @@ def overview(request, tenant):
         profile=profile, number=profile.current_version
     )
     pending = change_requests_for(tenant=access.tenant, filters={"status": RequestStatus.PENDING})
+    latest = Rollout.objects.filter(profile=profile).select_related("version").first()
     return _page(
         request,
         "console/overview.html",
@@ -89,6 +99,7 @@ def overview(request, tenant):
         version=version,
         provenance=version_provenance(version),
         pending=[(cr, change_request_progress(cr)) for cr in pending[:20]],
+        latest_rollout=_rollout_context(latest) if latest else None,
     )
 
 
@@ -511,3 +522,78 @@ def audit_export(request, tenant):
     response = StreamingHttpResponse(lines(), content_type="application/x-ndjson")
     response["Content-Disposition"] = f'attachment; filename="{access.tenant.slug}-audit.jsonl"'
     return response
+
+
+def _rollout_in(access: Access, pk: int) -> Rollout:
+    return get_object_or_404(
+        Rollout.objects.select_related("profile", "version"), profile__tenant=access.tenant, pk=pk
+    )
+
+
+def _rollout_context(rollout: Rollout) -> dict:
+    progress = rollout_progress(rollout)
+    delivered = progress["by_status"][TargetStatus.DELIVERED]
+    counted = progress["total"] - progress["by_status"][TargetStatus.SUPERSEDED]
+    return {
+        "rollout": rollout,
+        "progress": progress,
+        "percent": round(100 * delivered / counted) if counted else 100,
+        "targets": rollout.targets.select_related("deployment").order_by(
+            "wave", "deployment__slug"
+        ),
+        "live": rollout.status in (RolloutStatus.PENDING, RolloutStatus.ACTIVE),
+    }
+
+
+@require_GET
+@login_required
+def rollouts(request, tenant):
+    access = access_for(request, tenant)
+    rows = rollouts_with_counts(Rollout.objects.filter(profile__tenant=access.tenant))[:50]
+    return _page(request, "console/rollouts.html", access, rollouts=rows)
+
+
+@require_GET
+@login_required
+def rollout_detail(request, tenant, pk):
+    access = access_for(request, tenant)
+    rollout = _rollout_in(access, pk)
+    template = "console/_rollout_progress.html" if request.htmx else "console/rollout.html"
+    return _page(request, template, access, **_rollout_context(rollout))
+
+
+@require_POST
+@login_required
+def rollout_resume_view(request, tenant, pk):
+    access = access_for(request, tenant)
+    rollout = _rollout_in(access, pk)
+    try:
+        rollout_resume(
+            rollout_id=rollout.pk, actor=request.user, reason=request.POST.get("reason", "")
+        )
+    except DomainError as error:
+        return _refused(request, access, error)
+    messages.success(request, f"Rollout of version {rollout.version.number} resumed.")
+    return redirect("console:rollout", tenant=access.tenant.slug, pk=rollout.pk)
+
+
+@require_POST
+@login_required
+def rollout_rollback(request, tenant, pk):
+    """Roll back by proposing the earlier version's values: a change request like any other."""
+    access = access_for(request, tenant)
+    rollout = _rollout_in(access, pk)
+    raw = request.POST.get("to_version", "")
+    try:
+        if not raw.isdigit():
+            raise ValidationFailed("choose the version to roll back to")
+        cr = rollback_request_submit(
+            profile=rollout.profile,
+            to_version=int(raw),
+            actor=request.user,
+            justification=request.POST.get("justification", ""),
+        )
+    except DomainError as error:
+        return _refused(request, access, error)
+    messages.success(request, f"Rollback proposed as change request #{cr.pk}.")
+    return redirect("console:request", tenant=access.tenant.slug, pk=cr.pk)

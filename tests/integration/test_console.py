@@ -9,7 +9,8 @@ from django.test import Client
 from approvals.models import ChangeRequest, Decision, RequestStatus
 from audit.models import AuditEvent
 from tenants.models import DeploymentToken
-from toggles.models import Profile, ProfileVersion
+from toggles.models import Profile, ProfileVersion, Rollout
+from toggles.rollout import rollout_advance
 
 User = get_user_model()
 T = "/t/demo"
@@ -214,3 +215,45 @@ def test_login__repeated_failures__locked_out(demo):
     )
     assert locked.status_code == 429
     assert "Too many failed log-ins" in locked.content.decode()
+
+
+def test_rollout__after_brake__page_shows_targets_and_polls_while_live(as_user):
+    as_user("customer-reviewer-2").post(
+        f"{T}/brake/", {"profile": "default", "scope": "all", "reason": "r", "confirmed": "yes"}
+    )
+    rollout = Rollout.objects.get(version__number=2)
+    rollout_advance(rollout_id=rollout.pk)
+    page = as_user("auditor").get(f"{T}/rollouts/{rollout.pk}/").content.decode()
+    assert 'data-deployment="analyst-unclass"' in page
+    assert 'data-deployment="cyber-defence"' in page
+    partial = as_user("auditor").get(f"{T}/rollouts/{rollout.pk}/", HTTP_HX_REQUEST="true")
+    body = partial.content.decode()
+    assert body.lstrip().startswith('<section id="rollout-progress"')
+    assert 'hx-trigger="every 2s"' in body
+    overview = as_user("auditor").get(f"{T}/").content.decode()
+    assert 'data-testid="overview-rollout-status"' in overview
+
+
+def test_rollout__rollback_proposed__opens_change_request(as_user):
+    as_user("customer-reviewer-2").post(
+        f"{T}/brake/", {"profile": "default", "scope": "all", "reason": "r", "confirmed": "yes"}
+    )
+    rollout = Rollout.objects.get(version__number=2)
+    response = as_user("vendor-admin").post(
+        f"{T}/rollouts/{rollout.pk}/rollback", {"to_version": "1", "justification": "undo"}
+    )
+    cr = ChangeRequest.objects.get()
+    assert response.status_code == 302
+    assert (cr.is_loosening, cr.changes["intel.foreign_analysis"]) == (True, "with_human_review")
+
+
+def test_rollout__reviewer_forges_resume__403(as_user):
+    as_user("customer-reviewer-2").post(
+        f"{T}/brake/", {"profile": "default", "scope": "all", "reason": "r", "confirmed": "yes"}
+    )
+    rollout = Rollout.objects.get(version__number=2)
+    response = as_user("vendor-reviewer-1").post(
+        f"{T}/rollouts/{rollout.pk}/resume", {"reason": "x"}
+    )
+    assert response.status_code == 403
+    assert "only admins of demo may resume a rollout" in response.content.decode()
