@@ -24,14 +24,7 @@ from approvals.services import _brake_targets, _move
 from approvals.transitions import OPEN_STATUSES
 from audit import export
 from audit.chain import GENESIS_HASH
-from audit.selectors import (
-    EventFilter,
-    audit_events,
-    chain_hashes,
-    chain_head,
-    event_lines,
-    event_rows,
-)
+from audit.selectors import EventFilter, audit_events, chain_blocks, chain_head, event_json_blocks
 from audit.services import audit_record
 from config.errors import ValidationFailed
 from tenants.models import DeploymentToken, Party, Role, Tenant
@@ -274,23 +267,20 @@ def tenant_bundle_write(*, tenant: Tenant, directory: Path) -> BundleSummary:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         tenant = Tenant.objects.get(pk=tenant.pk)
         head_sequence, head_hash = chain_head() or (0, GENESIS_HASH)
-        versions = writer.write_lines(export.VERSIONS, _version_records(writer, tenant))
+        versions = writer.write_text(export.VERSIONS, _version_records(writer, tenant))
         requests = (
             ChangeRequest.objects.filter(tenant=tenant)
             .select_related("tenant", "profile", "requester")
             .prefetch_related("decisions__reviewer")
             .order_by("pk")
         )
-        request_count = writer.write_lines(
+        request_count = writer.write_text(
             export.CHANGE_REQUESTS,
             (export.json_line(_request_record(cr)) for cr in requests.iterator(chunk_size=500)),
         )
         events = audit_events(EventFilter(tenants=(tenant.slug,)))
-        event_count = writer.write_lines(export.EVENTS, event_lines(event_rows(events)))
-        writer.write_lines(
-            export.CHAIN,
-            (f"{sequence} {digest}\n" for sequence, digest in chain_hashes(up_to=head_sequence)),
-        )
+        event_count = writer.write_text(export.EVENTS, event_json_blocks(events))
+        writer.write_text(export.CHAIN, chain_blocks(up_to=head_sequence))
     keys = jwks()
     writer.write_bytes(export.KEYS, json.dumps(keys, indent=2, sort_keys=True).encode() + b"\n")
     readme = export.README_TEXT.format(tenant=tenant.slug, head=f"#{head_sequence} {head_hash}")

@@ -148,19 +148,18 @@ class BundleWriter:
         self._path(name).write_bytes(data)
         self.files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
-    def write_lines(self, name: str, lines: Iterable[str]) -> int:
-        """Stream text lines into a file; returns how many were written."""
-        digest, size, count = hashlib.sha256(), 0, 0
+    def write_text(self, name: str, chunks: Iterable[str]) -> int:
+        """Stream text (whole lines, one or many per chunk) into a file; returns its lines."""
+        digest, size, lines = hashlib.sha256(), 0, 0
         with self._path(name).open("wb") as handle:
-            buffer = []
-            for line in lines:
-                buffer.append(line.encode())
-                count += 1
-                if len(buffer) >= 1000:
-                    size += _flush(handle, digest, buffer)
-            size += _flush(handle, digest, buffer)
+            for chunk in chunks:
+                data = chunk.encode()
+                handle.write(data)
+                digest.update(data)
+                size += len(data)
+                lines += chunk.count("\n")
         self.files[name] = {"sha256": digest.hexdigest(), "bytes": size}
-        return count
+        return lines
 
     def finish(self, *, manifest: dict, sign: Callable[[bytes], str]) -> dict:
         """Write manifest.json (with the file digests) and its signature."""
@@ -169,14 +168,6 @@ class BundleWriter:
         (self.directory / MANIFEST).write_bytes(body)
         (self.directory / MANIFEST_SIGNATURE).write_text(sign(body) + "\n")
         return document
-
-
-def _flush(handle, digest, buffer: list[bytes]) -> int:
-    chunk = b"".join(buffer)
-    buffer.clear()
-    handle.write(chunk)
-    digest.update(chunk)
-    return len(chunk)
 
 
 def json_line(value: dict) -> str:

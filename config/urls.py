@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from audit.api import AuditEventsApi
 from config.health import healthz, readyz
 
 urlpatterns = [
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("toggles.api.urls")),
     path("ofrep/v1/", include("toggles.ofrep.urls")),
     path("api/v1/", include("approvals.api.urls")),
+    path("api/v1/audit/events", AuditEventsApi.as_view(), name="api-audit-events"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("approvals.console.urls")),
