@@ -1,6 +1,7 @@
 """Every write to tenants, memberships, deployments and their tokens."""
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, get_user_perms, remove_perm
@@ -194,3 +195,32 @@ def deployment_token_revoke(*, token: DeploymentToken, actor=None) -> Deployment
         data={"token_id": token.pk, "prefix": token.prefix},
     )
     return token
+
+
+@transaction.atomic
+def deployment_webhook_set(*, deployment: Deployment, webhook_url: str, actor=None) -> Deployment:
+    """Point a deployment at a webhook (push), or clear it (the deployment pulls)."""
+    tenant_ensure_active(deployment.tenant)
+    locked = Deployment.objects.select_for_update().select_related("tenant").get(pk=deployment.pk)
+    webhook_url = webhook_url.strip()
+    if webhook_url == locked.webhook_url:
+        return locked
+    previous = locked.webhook_url
+    locked.webhook_url = webhook_url
+    try:
+        if webhook_url and not webhook_url.startswith(("http://", "https://")):
+            raise ValidationError("not http(s)")
+        locked.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError:
+        raise ValidationFailed(
+            f"'{webhook_url}' is not a valid http(s) URL, e.g. https://deployment.example/redline"
+        ) from None
+    locked.save(update_fields=["webhook_url"])
+    audit_record(
+        actor=actor,
+        action="deployment.webhook_changed",
+        tenant=locked.tenant.slug,
+        target=f"deployment:{locked}",
+        data={"from": previous, "to": webhook_url},
+    )
+    return locked

@@ -39,6 +39,16 @@ urlpatterns = [
         views.rollout_rollback,
         name="rollout-rollback",
     ),
+    path(
+        "t/<slug:tenant>/deployments/<slug:slug>/webhook",
+        views.webhook_set,
+        name="webhook-set",
+    ),
+    path(
+        "t/<slug:tenant>/deployments/<slug:slug>/webhook/test",
+        views.webhook_test,
+        name="webhook-test",
+    ),
     path("t/<slug:tenant>/audit/", views.audit_log, name="audit"),
     path("t/<slug:tenant>/audit/export.jsonl", views.audit_export, name="audit-export"),
 ]

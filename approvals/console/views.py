@@ -39,7 +39,11 @@ from audit.services import audit_verify
 from config.errors import DomainError, ValidationFailed
 from tenants.models import Deployment, DeploymentToken
 from tenants.selectors import tenants_visible_to
-from tenants.services import deployment_token_issue, deployment_token_revoke
+from tenants.services import (
+    deployment_token_issue,
+    deployment_token_revoke,
+    deployment_webhook_set,
+)
 from toggles.effective import effective_values
 from toggles.models import (
     Capability,
@@ -49,6 +53,7 @@ from toggles.models import (
     RolloutStatus,
     TargetStatus,
 )
+from toggles.ping import webhook_ping
 from toggles.rollout import rollout_progress, rollout_resume, rollouts_with_counts
 from toggles.values import safest_value
 
@@ -597,3 +602,35 @@ def rollout_rollback(request, tenant, pk):
         return _refused(request, access, error)
     messages.success(request, f"Rollback proposed as change request #{cr.pk}.")
     return redirect("console:request", tenant=access.tenant.slug, pk=cr.pk)
+
+
+@require_POST
+@login_required
+def webhook_set(request, tenant, slug):
+    access, deployment = _managed_deployment(request, tenant, slug)
+    try:
+        deployment_webhook_set(
+            deployment=deployment,
+            webhook_url=request.POST.get("webhook_url", ""),
+            actor=request.user,
+        )
+    except DomainError as error:
+        return _refused(request, access, error)
+    messages.success(request, f"Webhook of {deployment.slug} saved.")
+    return redirect("console:deployments", tenant=access.tenant.slug)
+
+
+@require_POST
+@login_required
+def webhook_test(request, tenant, slug):
+    access, deployment = _managed_deployment(request, tenant, slug)
+    if not deployment.webhook_url:
+        return _refused(
+            request, access, ValidationFailed(f"{deployment.slug} has no webhook to ping")
+        )
+    result = webhook_ping(deployment=deployment)
+    if result.outcome == "delivered":
+        messages.success(request, f"Ping to {deployment.slug} answered: {result.detail}")
+    else:
+        messages.error(request, f"Ping to {deployment.slug} failed: {result.detail}")
+    return redirect("console:deployments", tenant=access.tenant.slug)

@@ -1,6 +1,8 @@
 """The console, server side: pages render, actions go through services, forgeries fail."""
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -8,9 +10,10 @@ from django.test import Client
 
 from approvals.models import ChangeRequest, Decision, RequestStatus
 from audit.models import AuditEvent
-from tenants.models import DeploymentToken
+from tenants.models import Deployment, DeploymentToken
 from toggles.models import Profile, ProfileVersion, Rollout
 from toggles.rollout import rollout_advance
+from toggles.signing import jwks, signature_verify
 
 User = get_user_model()
 T = "/t/demo"
@@ -257,3 +260,48 @@ def test_rollout__reviewer_forges_resume__403(as_user):
     )
     assert response.status_code == 403
     assert "only admins of demo may resume a rollout" in response.content.decode()
+
+
+def test_deployments__webhook_saved_and_test_ping_signed(as_user):
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/redline"
+    client = as_user("vendor-admin")
+    try:
+        saved = client.post(f"{T}/deployments/cyber-defence/webhook", {"webhook_url": url})
+        assert saved.status_code == 302
+        assert Deployment.objects.get(slug="cyber-defence").webhook_url == url
+        pinged = client.post(f"{T}/deployments/cyber-defence/webhook/test", follow=True)
+    finally:
+        server.shutdown()
+    assert "Ping to cyber-defence answered" in pinged.content.decode()
+    (path, headers, body) = received[0]
+    assert (path, headers["Redline-Event"], json.loads(body)["type"]) == (
+        "/redline",
+        "ping",
+        "ping",
+    )
+    assert signature_verify(body, headers["Config-Signature"], jwks())
+    assert AuditEvent.objects.filter(action="deployment.webhook_changed").count() == 1
+
+
+def test_deployments__invalid_webhook_url__400_and_unchanged(as_user):
+    response = as_user("vendor-admin").post(
+        f"{T}/deployments/cyber-defence/webhook", {"webhook_url": "ftp://files.example.com/x"}
+    )
+    assert response.status_code == 400
+    assert "is not a valid http(s) URL" in response.content.decode()
+    assert Deployment.objects.get(slug="cyber-defence").webhook_url == ""
