@@ -49,6 +49,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.logging.RequestIdMiddleware",
+    "config.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -242,14 +244,6 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
-}
 
 # The lowest quorum per party, by risk tier, that no tenant policy can go below.
 REDLINE_QUORUM_FLOOR = {
@@ -314,3 +308,17 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] |= {
     "RolloutTargetStatusEnum": "toggles.models.TargetStatus",
     "RequestStatusEnum": "approvals.models.RequestStatus",
 }
+
+# Operations (config.logging, config.metrics). Logs: one JSON object per line on stderr
+# (LOG_FORMAT=console for people), with the request id that follows a request into its Celery
+# tasks; secrets are masked. REDLINE_ACCESS_LOG: a line per request. /metrics answers only with
+# `Authorization: Bearer $METRICS_TOKEN` (unset: off). With several gunicorn workers, set
+# PROMETHEUS_MULTIPROC_DIR (config/gunicorn.py does) so every worker's counts are added up.
+from config.logging import logging_settings  # noqa: E402
+
+LOGGING = logging_settings(
+    level=env.str("LOG_LEVEL", default="INFO"), renderer=env.str("LOG_FORMAT", default="json")
+)
+REDLINE_ACCESS_LOG = env.bool("REDLINE_ACCESS_LOG", default=True)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
