@@ -121,6 +121,9 @@ def logging_settings(*, level: str, renderer: str = "json") -> dict:
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
+            # Replace the handlers Django's own default logging gave these (plain text).
+            "django": {"handlers": [], "level": level, "propagate": True},
+            "django.server": {"handlers": [], "level": level, "propagate": True},
             "axes": {"level": "WARNING"},
             "gunicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
             "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
