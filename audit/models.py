@@ -61,3 +61,17 @@ class AuditEvent(models.Model):
             data=self.data,
             prev_hash=self.prev_hash,
         )
+
+
+class AuditWebhookCursor(models.Model):
+    """How far the audit webhook (audit.webhooks) has delivered the chain, per receiver URL."""
+
+    url = models.URLField(max_length=500, unique=True)
+    last_sequence = models.BigIntegerField(default=0)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0, help_text="Failed attempts in a row")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"audit webhook to {self.url}: through #{self.last_sequence}"

@@ -322,3 +322,19 @@ LOGGING = logging_settings(
 REDLINE_ACCESS_LOG = env.bool("REDLINE_ACCESS_LOG", default=True)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Audit webhook to a SIEM (audit.webhooks): every audit event, in order, as signed JSON Lines.
+REDLINE_AUDIT_WEBHOOK_URL = env.str("REDLINE_AUDIT_WEBHOOK_URL", default="")
+REDLINE_AUDIT_WEBHOOK_BATCH = env.int("REDLINE_AUDIT_WEBHOOK_BATCH", default=500)
+REDLINE_AUDIT_WEBHOOK_TIMEOUT_SECONDS = env.float(
+    "REDLINE_AUDIT_WEBHOOK_TIMEOUT_SECONDS", default=5.0
+)
+REDLINE_AUDIT_WEBHOOK_BACKOFF_SECONDS = env.float(
+    "REDLINE_AUDIT_WEBHOOK_BACKOFF_SECONDS", default=2.0
+)
+REDLINE_AUDIT_WEBHOOK_BACKOFF_MAX_SECONDS = env.float(
+    "REDLINE_AUDIT_WEBHOOK_BACKOFF_MAX_SECONDS", default=300.0
+)
+CELERY_BEAT_SCHEDULE["forward-audit-events"] = {
+    "task": "audit.tasks.audit_webhook_forward_task",
+    "schedule": env.float("REDLINE_AUDIT_WEBHOOK_SECONDS", default=5.0),
+}
