@@ -30,11 +30,13 @@ class WebhookReceiver:
     def __init__(self, *, delay: float = 0.0, hang_seconds: float = 3.0):
         self.delay = delay
         self.hang_seconds = hang_seconds
+        self.arrived: list[str] = []
         self.received: list[Received] = []
         self.applied: dict[str, list[int]] = defaultdict(list)
         self._applied_keys: set[str] = set()
         self._scripts: dict[str, list[int | str]] = {}
         self._down: dict[str, int] = {}
+        self._slow: dict[str, float] = {}
         self._lock = threading.Lock()
         self.port = 0
 
@@ -48,6 +50,10 @@ class WebhookReceiver:
     def down(self, path: str, status: int = 500) -> None:
         """Answer every request to `path` with `status` until `up` is called."""
         self._down[path] = status
+
+    def slow(self, path: str, seconds: float) -> None:
+        """Take this long over the next request to `path` (then answer and apply as usual)."""
+        self._slow[path] = seconds
 
     def up(self, path: str) -> None:
         self._down.pop(path, None)
@@ -63,8 +69,10 @@ class WebhookReceiver:
     async def _handle(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
         body = await request.read()
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        self.arrived.append(path)
+        delay = self._slow.pop(path, self.delay)
+        if delay:
+            await asyncio.sleep(delay)
         with self._lock:
             script = self._scripts.get(path)
             answer: int | str = script.pop(0) if script else self._down.get(path, 200)

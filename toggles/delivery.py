@@ -12,6 +12,7 @@ import urllib3
 USER_AGENT = "redline-rollout/1"
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 429})
 ERROR_BODY_EXCERPT = 200
+POOL_SIZE = 20
 
 
 class Outcome(StrEnum):
@@ -55,10 +56,11 @@ _pool: urllib3.PoolManager | None = None
 
 
 def _http() -> urllib3.PoolManager:
-    """One connection pool per process, made on first use (after a worker has forked)."""
+    """One connection pool per process, made on first use (after a worker has forked);
+    up to POOL_SIZE connections kept per host, as many as pushes sent together."""
     global _pool
     if _pool is None:
-        _pool = urllib3.PoolManager(num_pools=64, maxsize=4, retries=False)
+        _pool = urllib3.PoolManager(num_pools=64, maxsize=POOL_SIZE, retries=False)
     return _pool
 
 

@@ -4,7 +4,7 @@ A Rollout row is written with its version, in the same transaction (rollout_crea
 crash cannot lose it; after commit it starts (rollout_advance): it supersedes the rollouts
 of older versions and plans one RolloutTarget per deployment.
 
-* Push deployments (with a webhook URL) get the signed document by POST (target_deliver),
+* Push deployments (with a webhook URL) get the signed document by POST (targets_deliver),
   retried with exponential backoff and jitter up to REDLINE_ROLLOUT_MAX_ATTEMPTS. A
   per-deployment mark (DeploymentDelivery) keeps one push in flight per deployment and
   never lets a version older than the newest one sent go out.
@@ -23,8 +23,12 @@ then targets, then delivery marks; every row lock before the first audit event.
 """
 
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
 
 from django.conf import settings
 from django.core.cache import cache
@@ -39,7 +43,7 @@ from config.errors import Conflict, DomainError, ValidationFailed
 from tenants.models import Deployment
 from tenants.permissions import MANAGE_DEPLOYMENTS
 from tenants.selectors import membership_allowing
-from toggles.delivery import Outcome, backoff_delay, push
+from toggles.delivery import Outcome, PushResult, backoff_delay, push
 from toggles.documents import catalog_current, document_load
 from toggles.models import (
     DeliveryMode,
@@ -66,6 +70,13 @@ OPEN_TARGETS = (TargetStatus.PENDING, TargetStatus.DELIVERING)
 IN_FLIGHT_MARGIN = timedelta(seconds=2)
 # A push that finds another version in flight to the same deployment looks again after this.
 BUSY_RETRY_SECONDS = 1.0
+# Targets pushed by one task, their requests sent together (one thread each).
+DELIVERY_BATCH = 20
+
+# How long a process reuses a version's signed document for pushes, and how many it keeps.
+DOCUMENT_REUSE = timedelta(seconds=60)
+DOCUMENTS_KEPT = 64
+_documents: dict[tuple[int, int], tuple[float, bytes, str]] = {}
 
 # Sent after commit when a failed canary pauses a rollout: rollout=<Rollout>.
 rollout_paused = Signal()
@@ -85,18 +96,46 @@ def _setting(name: str):
 
 
 @dataclass
-class _AuditLater:
-    """Audit events gathered while rows are locked, written once the last lock is held."""
+class _Changes:
+    """What one transaction settled: audit events, written once the last row lock is held
+    (deliveries of one rollout as one event), and the rollouts to look at again after
+    commit, as they may move on."""
 
-    tenant: str
     events: list[tuple] = field(default_factory=list)
+    delivered: dict[tuple[int, str], list[RolloutTarget]] = field(default_factory=dict)
+    rollouts: dict[int, tuple[int, bool]] = field(default_factory=dict)
 
-    def add(self, action: str, target: str, data: dict, actor=None) -> None:
-        self.events.append((actor, action, target, data))
+    def audit(self, action: str, *, tenant: str, target: str, data: dict, actor=None) -> None:
+        self.events.append((actor, action, tenant, target, data))
 
-    def write(self) -> None:
-        for actor, action, target, data in self.events:
-            audit_record(actor=actor, action=action, tenant=self.tenant, target=target, data=data)
+    def deliver(self, target: RolloutTarget, via: str) -> None:
+        self.delivered.setdefault((target.rollout_id, via), []).append(target)
+
+    def settled(self, target: RolloutTarget, status: str) -> None:
+        wave, failed_canary = self.rollouts.get(target.rollout_id, (Wave.GENERAL, False))
+        self.rollouts[target.rollout_id] = (
+            min(wave, target.wave),
+            failed_canary or (status == TargetStatus.FAILED and target.wave == Wave.CANARY),
+        )
+
+    def finish(self) -> None:
+        for (_, via), targets in self.delivered.items():
+            rollout = targets[0].rollout
+            self.audit(
+                "rollout_targets.delivered",
+                tenant=targets[0].deployment.tenant.slug,
+                target=f"profile:{rollout.profile}",
+                data={
+                    "rollout": rollout.pk,
+                    "version": rollout.version.number,
+                    "via": via,
+                    "deployments": {t.deployment.slug: t.attempts for t in targets},
+                },
+            )
+        for actor, action, tenant, target, data in self.events:
+            audit_record(actor=actor, action=action, tenant=tenant, target=target, data=data)
+        for rollout_id, (wave, failed_canary) in self.rollouts.items():
+            _after_commit(_maybe_advance, rollout_id, wave, failed_canary)
 
 
 # Queueing (after commit) ---------------------------------------------------------------
@@ -115,8 +154,10 @@ def _queue(task_name: str, *args, countdown: float | None = None, retry: bool = 
 
 
 def _queue_deliveries(target_ids: list[int], countdown: float | None = None) -> None:
-    for target_id in target_ids:
-        if not _queue("rollout_target_deliver", target_id, countdown=countdown):
+    """One task per DELIVERY_BATCH targets."""
+    for start in range(0, len(target_ids), DELIVERY_BATCH):
+        batch = target_ids[start : start + DELIVERY_BATCH]
+        if not _queue("rollout_targets_deliver", batch, countdown=countdown):
             return
 
 
@@ -137,10 +178,6 @@ def rollout_create(*, version: ProfileVersion) -> Rollout:
     return rollout
 
 
-def _target_label(target: RolloutTarget) -> str:
-    return f"deployment:{target.deployment.tenant.slug}/{target.deployment.slug}"
-
-
 def rollout_advance(*, rollout_id: int) -> None:
     """Move a rollout on as far as its targets allow: start it, open the next wave, pause
     it on a failed canary, or finish it. Safe to repeat."""
@@ -154,9 +191,9 @@ def rollout_advance(*, rollout_id: int) -> None:
         rollout = _locked(rollout_id)
         if rollout.status != RolloutStatus.ACTIVE:
             return
-        audit = _AuditLater(rollout.profile.tenant.slug)
-        _evaluate(rollout, audit)
-        audit.write()
+        changes = _Changes()
+        _evaluate(rollout, changes)
+        changes.finish()
 
 
 def _locked(rollout_id: int) -> Rollout:
@@ -178,8 +215,7 @@ def _start(rollout_id: int, profile_id: int) -> None:
         return
     rollout = locked[-1]
     profile = rollout.profile
-    audit = _AuditLater(profile.tenant.slug)
-    target_label = f"profile:{profile}"
+    changes = _Changes()
     number = rollout.version.number
     newer = (
         Rollout.objects.filter(profile=profile, version__number__gt=number)
@@ -187,10 +223,10 @@ def _start(rollout_id: int, profile_id: int) -> None:
         .first()
     )
     for older in locked[:-1]:
-        _supersede(older, by=rollout, audit=audit)
+        _supersede(older, by=rollout, changes=changes)
     if newer is not None:
-        _supersede(rollout, by=newer, audit=audit)
-        audit.write()
+        _supersede(rollout, by=newer, changes=changes)
+        changes.finish()
         return
     now = timezone.now()
     deployments = list(
@@ -224,10 +260,11 @@ def _start(rollout_id: int, profile_id: int) -> None:
     rollout.status = RolloutStatus.ACTIVE
     rollout.started_at = now
     rollout.save(update_fields=["status", "wave", "started_at"])
-    audit.add(
+    changes.audit(
         "rollout.started",
-        target_label,
-        {
+        tenant=profile.tenant.slug,
+        target=f"profile:{profile}",
+        data={
             "rollout": rollout.pk,
             "version": number,
             "deployments": len(targets),
@@ -244,11 +281,11 @@ def _start(rollout_id: int, profile_id: int) -> None:
             if t.released_at and t.mode == DeliveryMode.PUSH and t.status == TargetStatus.PENDING
         ],
     )
-    _evaluate(rollout, audit)
-    audit.write()
+    _evaluate(rollout, changes)
+    changes.finish()
 
 
-def _supersede(rollout: Rollout, *, by: Rollout, audit: _AuditLater) -> None:
+def _supersede(rollout: Rollout, *, by: Rollout, changes: _Changes) -> None:
     now = timezone.now()
     skipped = rollout.targets.filter(status__in=OPEN_TARGETS).update(
         status=TargetStatus.SUPERSEDED,
@@ -262,10 +299,11 @@ def _supersede(rollout: Rollout, *, by: Rollout, audit: _AuditLater) -> None:
     rollout.finished_at = now
     rollout.status_reason = f"version {by.version.number} superseded it"
     rollout.save(update_fields=["status", "superseded_by", "finished_at", "status_reason"])
-    audit.add(
+    changes.audit(
         "rollout.superseded",
-        f"profile:{rollout.profile}",
-        {
+        tenant=rollout.profile.tenant.slug,
+        target=f"profile:{rollout.profile}",
+        data={
             "rollout": rollout.pk,
             "version": rollout.version.number,
             "by_version": by.version.number,
@@ -283,9 +321,10 @@ def _counts(rollout: Rollout) -> dict[tuple[int, str], int]:
     return {(wave, status): n for wave, status, n in rows}
 
 
-def _evaluate(rollout: Rollout, audit: _AuditLater) -> None:
+def _evaluate(rollout: Rollout, changes: _Changes) -> None:
     """With the rollout locked and active: pause, open the general wave, or finish."""
     counts = _counts(rollout)
+    tenant = rollout.profile.tenant.slug
     label = f"profile:{rollout.profile}"
     number = rollout.version.number
     now = timezone.now()
@@ -307,10 +346,11 @@ def _evaluate(rollout: Rollout, audit: _AuditLater) -> None:
                 "resume the rollout or roll back to an earlier version"
             )
             rollout.save(update_fields=["status", "status_reason"])
-            audit.add(
+            changes.audit(
                 "rollout.paused",
-                label,
-                {
+                tenant=tenant,
+                target=label,
+                data={
                     "rollout": rollout.pk,
                     "version": number,
                     "canary": failed.deployment.slug,
@@ -330,7 +370,7 @@ def _evaluate(rollout: Rollout, audit: _AuditLater) -> None:
                 return
             if now < rollout.soak_until:
                 return
-        _after_commit(_queue_deliveries, _open_general_wave(rollout, audit, now=now))
+        _after_commit(_queue_deliveries, _open_general_wave(rollout, changes, now=now))
         counts = _counts(rollout)
     if open_in(Wave.CANARY) or open_in(Wave.GENERAL):
         return
@@ -342,10 +382,11 @@ def _evaluate(rollout: Rollout, audit: _AuditLater) -> None:
         f"{failed_count} of {sum(counts.values())} deployments failed" if failed_count else ""
     )
     rollout.save(update_fields=["status", "finished_at", "status_reason"])
-    audit.add(
+    changes.audit(
         f"rollout.{rollout.status}",
-        label,
-        {
+        tenant=tenant,
+        target=label,
+        data={
             "rollout": rollout.pk,
             "version": number,
             "delivered": delivered,
@@ -354,7 +395,7 @@ def _evaluate(rollout: Rollout, audit: _AuditLater) -> None:
     )
 
 
-def _open_general_wave(rollout: Rollout, audit: _AuditLater, *, now: datetime) -> list[int]:
+def _open_general_wave(rollout: Rollout, changes: _Changes, *, now: datetime) -> list[int]:
     """Release every other deployment; returns the push targets to queue."""
     rollout.wave = Wave.GENERAL
     rollout.save(update_fields=["wave"])
@@ -363,13 +404,16 @@ def _open_general_wave(rollout: Rollout, audit: _AuditLater, *, now: datetime) -
     push_ids = list(
         rollout.targets.filter(
             wave=Wave.GENERAL, status=TargetStatus.PENDING, mode=DeliveryMode.PUSH
-        ).values_list("pk", flat=True)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     rollout.targets.filter(pk__in=push_ids).update(next_attempt_at=now)
-    audit.add(
+    changes.audit(
         "rollout.wave_opened",
-        f"profile:{rollout.profile}",
-        {"rollout": rollout.pk, "version": rollout.version.number, "wave": "general"},
+        tenant=rollout.profile.tenant.slug,
+        target=f"profile:{rollout.profile}",
+        data={"rollout": rollout.pk, "version": rollout.version.number, "wave": "general"},
     )
     return push_ids
 
@@ -386,7 +430,7 @@ def _announce_pause(rollout_id: int) -> None:
 
 
 def _maybe_advance(rollout_id: int, wave: int, failed_canary: bool) -> None:
-    """After a target settled: queue an advance if the rollout may now move on.
+    """After targets settled: queue an advance if the rollout may now move on.
 
     Checked after commit, so of two targets settling together the later one sees both.
     """
@@ -411,7 +455,24 @@ def idempotency_key(target: RolloutTarget) -> str:
 
 def signed_document(version: ProfileVersion) -> tuple[bytes, str]:
     """The bytes a deployment fetching `version` gets, and their Config-Signature: the
-    document kept in Redis when the version was published, else built from PostgreSQL."""
+    document kept in Redis when the version was published, else built from PostgreSQL.
+
+    A rollout sends one document to many deployments, so this process keeps it for a
+    little while (DOCUMENT_REUSE) rather than asking for it once per push.
+    """
+    key = (version.profile_id, version.number)
+    now = time.monotonic()
+    kept = _documents.get(key)
+    if kept is not None and kept[0] > now:
+        return kept[1], kept[2]
+    body, signature = _document_fetch(version)
+    if len(_documents) >= DOCUMENTS_KEPT:
+        _documents.clear()
+    _documents[key] = (now + DOCUMENT_REUSE.total_seconds(), body, signature)
+    return body, signature
+
+
+def _document_fetch(version: ProfileVersion) -> tuple[bytes, str]:
     catalog = catalog_current()
     key = document_key(
         profile_id=version.profile_id, version=version.number, catalog=catalog.fingerprint
@@ -427,14 +488,32 @@ def signed_document(version: ProfileVersion) -> tuple[bytes, str]:
     return document.body, document.signature
 
 
-def _mark_locked(*, deployment_id: int, profile_id: int) -> DeploymentDelivery:
+def _targets_locked(*, skip_locked: bool = False):
+    return (
+        RolloutTarget.objects.select_for_update(of=("self",), skip_locked=skip_locked)
+        .select_related("rollout__version", "rollout__profile", "deployment__tenant")
+        .order_by("pk")
+    )
+
+
+def _marks_locked(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], DeploymentDelivery]:
+    """The delivery marks of these (deployment, profile) pairs, made if missing, locked in
+    one order everywhere."""
     DeploymentDelivery.objects.bulk_create(
-        [DeploymentDelivery(deployment_id=deployment_id, profile_id=profile_id)],
+        [DeploymentDelivery(deployment_id=d, profile_id=p) for d, p in sorted(pairs)],
         ignore_conflicts=True,
     )
-    return DeploymentDelivery.objects.select_for_update().get(
-        deployment_id=deployment_id, profile_id=profile_id
+    wanted = reduce(or_, (Q(deployment_id=d, profile_id=p) for d, p in pairs))
+    marks = (
+        DeploymentDelivery.objects.select_for_update()
+        .filter(wanted)
+        .order_by("deployment_id", "profile_id")
     )
+    return {(mark.deployment_id, mark.profile_id): mark for mark in marks}
+
+
+def _mark_of(target: RolloutTarget) -> tuple[int, int]:
+    return (target.deployment_id, target.rollout.profile_id)
 
 
 @dataclass(frozen=True)
@@ -446,157 +525,184 @@ class _Attempt:
     headers: dict[str, str]
 
 
-def target_deliver(*, target_id: int) -> None:
-    """One push attempt to one deployment; the next one is queued with backoff. Idempotent:
-    a settled target, one whose wave is not open, or one already in flight is left alone."""
-    attempt = _attempt_begin(target_id)
-    if attempt is None:
+def targets_deliver(*, target_ids: list[int]) -> None:
+    """One push attempt to each of these deployments, sent together; failed ones are queued
+    again with backoff. Idempotent: settled targets, targets whose wave is not open and
+    pushes already in flight are left alone."""
+    attempts = _attempts_begin(target_ids)
+    if not attempts:
         return
-    result = push(
-        url=attempt.url,
-        body=attempt.body,
-        headers=attempt.headers,
-        timeout=_setting("TIMEOUT_SECONDS"),
-    )
-    _attempt_end(attempt, result)
+    timeout = _setting("TIMEOUT_SECONDS")
+
+    def send(attempt: _Attempt) -> PushResult:
+        return push(url=attempt.url, body=attempt.body, headers=attempt.headers, timeout=timeout)
+
+    if len(attempts) == 1:
+        results = [send(attempts[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=len(attempts), thread_name_prefix="push") as pool:
+            results = list(pool.map(send, attempts))
+    _attempts_end(list(zip(attempts, results, strict=True)))
 
 
-def _attempt_begin(target_id: int) -> _Attempt | None:
+def _attempts_begin(target_ids: list[int]) -> list[_Attempt]:
+    """Claim the targets that may be pushed now; one push in flight per deployment."""
     with transaction.atomic():
-        target = (
-            RolloutTarget.objects.select_for_update(of=("self",), skip_locked=True)
-            .select_related("rollout__version", "rollout__profile", "deployment__tenant")
-            .filter(pk=target_id)
-            .first()
-        )
-        if target is None or target.status not in OPEN_TARGETS:
-            return None
-        rollout = target.rollout
-        if (
-            rollout.status != RolloutStatus.ACTIVE
-            or target.wave > rollout.wave
-            or target.mode != DeliveryMode.PUSH
-        ):
-            return None
-        number = rollout.version.number
-        now = timezone.now()
-        mark = _mark_locked(deployment_id=target.deployment_id, profile_id=rollout.profile_id)
-        if mark.sent_version >= number:
-            audit = _AuditLater(target.deployment.tenant.slug)
-            newer = mark.sent_version > number
-            _settle(
-                target,
-                TargetStatus.SUPERSEDED if newer else TargetStatus.DELIVERED,
-                f"version {mark.sent_version} was already sent" if newer else target.last_error,
-                audit=audit,
-                now=now,
+        targets = [
+            target
+            for target in _targets_locked(skip_locked=True).filter(
+                pk__in=target_ids, status__in=OPEN_TARGETS, mode=DeliveryMode.PUSH
             )
-            audit.write()
-            return None
-        if mark.inflight_until and mark.inflight_until > now:
-            if mark.inflight_version != number:
-                _after_commit(
-                    _queue, "rollout_target_deliver", target.pk, countdown=BUSY_RETRY_SECONDS
-                )
-            return None
+            if target.rollout.status == RolloutStatus.ACTIVE and target.wave <= target.rollout.wave
+        ]
+        if not targets:
+            return []
+        marks = _marks_locked({_mark_of(target) for target in targets})
+        now = timezone.now()
         lease = now + timedelta(seconds=_setting("TIMEOUT_SECONDS")) + IN_FLIGHT_MARGIN
-        mark.inflight_version = number
-        mark.inflight_until = lease
-        mark.save(update_fields=["inflight_version", "inflight_until"])
-        target.status = TargetStatus.DELIVERING
-        target.attempts += 1
-        target.next_attempt_at = lease
-        target.save(update_fields=["status", "attempts", "next_attempt_at", "updated_at"])
-        body, signature = signed_document(rollout.version)
-        return _Attempt(
-            target_id=target.pk,
-            number=target.attempts,
-            url=target.deployment.webhook_url,
-            body=body,
-            headers={
-                SIGNATURE_HEADER: signature,
-                "Config-Version": str(number),
-                "Idempotency-Key": idempotency_key(target),
-            },
+        changes = _Changes()
+        sending, settled, busy = [], [], []
+        for target in targets:
+            mark = marks[_mark_of(target)]
+            number = target.rollout.version.number
+            if mark.sent_version >= number:
+                newer = mark.sent_version > number
+                _settle(
+                    target,
+                    TargetStatus.SUPERSEDED if newer else TargetStatus.DELIVERED,
+                    f"version {mark.sent_version} was already sent" if newer else target.last_error,
+                    changes=changes,
+                    now=now,
+                )
+                settled.append(target)
+            elif mark.inflight_until and mark.inflight_until > now:
+                if mark.inflight_version != number:
+                    busy.append(target.pk)
+            else:
+                mark.inflight_version, mark.inflight_until = number, lease
+                target.status = TargetStatus.DELIVERING
+                target.attempts += 1
+                target.next_attempt_at = lease
+                target.updated_at = now
+                sending.append(target)
+        _save_grouped(
+            [marks[_mark_of(target)] for target in sending], ["inflight_version", "inflight_until"]
         )
-
-
-def _attempt_end(attempt: _Attempt, result) -> None:
-    with transaction.atomic():
-        target = (
-            RolloutTarget.objects.select_for_update(of=("self",))
-            .select_related("rollout__version", "rollout__profile", "deployment__tenant")
-            .get(pk=attempt.target_id)
-        )
-        rollout = target.rollout
-        number = rollout.version.number
-        now = timezone.now()
-        mark = _mark_locked(deployment_id=target.deployment_id, profile_id=rollout.profile_id)
-        if mark.inflight_version == number:
-            mark.inflight_version = None
-            mark.inflight_until = None
-        if result.outcome == Outcome.DELIVERED and number > mark.sent_version:
-            mark.sent_version = number
-            mark.sent_at = now
-        mark.save()
-        current = target.status == TargetStatus.DELIVERING and target.attempts == attempt.number
-        if not current:
-            return  # settled meanwhile (an ack, a supersede) or taken over after a timeout
-        audit = _AuditLater(target.deployment.tenant.slug)
-        attempts_left = target.attempts < _setting("MAX_ATTEMPTS")
-        if result.outcome == Outcome.DELIVERED:
-            _settle(target, TargetStatus.DELIVERED, target.last_error, audit=audit, now=now)
-        elif result.outcome == Outcome.FAIL or not attempts_left:
-            reason = result.detail
-            if result.outcome == Outcome.RETRY:
-                reason += f" (gave up after {target.attempts} attempts)"
-            _settle(target, TargetStatus.FAILED, reason, audit=audit, now=now)
-        else:
-            delay = max(
-                backoff_delay(
-                    target.attempts,
-                    base=_setting("BACKOFF_SECONDS"),
-                    cap=_setting("BACKOFF_MAX_SECONDS"),
-                ),
-                min(result.retry_after or 0, _setting("BACKOFF_MAX_SECONDS")),
+        _save_grouped(sending, ["status", "attempts", "next_attempt_at", "updated_at"])
+        _save_grouped(settled, SETTLE_FIELDS)
+        changes.finish()
+        if busy:
+            _after_commit(_queue_deliveries, busy, countdown=BUSY_RETRY_SECONDS)
+        attempts = []
+        for target in sending:
+            body, signature = signed_document(target.rollout.version)
+            attempts.append(
+                _Attempt(
+                    target_id=target.pk,
+                    number=target.attempts,
+                    url=target.deployment.webhook_url,
+                    body=body,
+                    headers={
+                        SIGNATURE_HEADER: signature,
+                        "Config-Version": str(target.rollout.version.number),
+                        "Idempotency-Key": idempotency_key(target),
+                    },
+                )
             )
-            target.last_error = f"attempt {target.attempts}: {result.detail}"
-            target.next_attempt_at = now + timedelta(seconds=delay)
-            target.save(update_fields=["last_error", "next_attempt_at", "updated_at"])
-            _after_commit(_queue, "rollout_target_deliver", target.pk, countdown=delay)
-        audit.write()
+        return attempts
+
+
+def _attempts_end(outcomes: list[tuple[_Attempt, PushResult]]) -> None:
+    """Record what each push got: delivered, failed with the reason, or another attempt
+    after backoff (with jitter, and no sooner than a Retry-After asks)."""
+    with transaction.atomic():
+        targets = {
+            target.pk: target
+            for target in _targets_locked().filter(pk__in=[a.target_id for a, _ in outcomes])
+        }
+        marks = _marks_locked({_mark_of(target) for target in targets.values()})
+        now = timezone.now()
+        changes = _Changes()
+        recorded, retries = [], []
+        for attempt, result in outcomes:
+            target = targets[attempt.target_id]
+            mark = marks[_mark_of(target)]
+            number = target.rollout.version.number
+            if mark.inflight_version == number:
+                mark.inflight_version, mark.inflight_until = None, None
+            if result.outcome == Outcome.DELIVERED and number > mark.sent_version:
+                mark.sent_version, mark.sent_at = number, now
+            if target.status != TargetStatus.DELIVERING or target.attempts != attempt.number:
+                continue  # settled meanwhile (an ack, a supersede) or taken over after a lease
+            recorded.append(target)
+            if result.outcome == Outcome.DELIVERED:
+                _settle(target, TargetStatus.DELIVERED, target.last_error, changes=changes, now=now)
+            elif result.outcome == Outcome.FAIL or target.attempts >= _setting("MAX_ATTEMPTS"):
+                reason = result.detail
+                if result.outcome == Outcome.RETRY:
+                    reason += f" (gave up after {target.attempts} attempts)"
+                _settle(target, TargetStatus.FAILED, reason, changes=changes, now=now)
+            else:
+                delay = max(
+                    backoff_delay(
+                        target.attempts,
+                        base=_setting("BACKOFF_SECONDS"),
+                        cap=_setting("BACKOFF_MAX_SECONDS"),
+                    ),
+                    min(result.retry_after or 0, _setting("BACKOFF_MAX_SECONDS")),
+                )
+                target.last_error = f"attempt {target.attempts}: {result.detail}"
+                target.next_attempt_at = now + timedelta(seconds=delay)
+                target.updated_at = now
+                retries.append((target.pk, delay))
+        _save_grouped(
+            list(marks.values()), ["inflight_version", "inflight_until", "sent_version", "sent_at"]
+        )
+        _save_grouped(recorded, SETTLE_FIELDS)
+        changes.finish()
+        for target_id, delay in retries:
+            _after_commit(_queue_deliveries, [target_id], countdown=delay)
+
+
+SETTLE_FIELDS = ["status", "last_error", "settled_at", "next_attempt_at", "updated_at"]
+
+
+def _save_grouped(rows: list, fields: list[str]) -> None:
+    """Save `fields` of rows of one model with one UPDATE per distinct set of values: a
+    batch mostly ends the same way, and bulk_update's CASE per row costs more to build."""
+    groups: dict[tuple, list[int]] = {}
+    for row in rows:
+        groups.setdefault(tuple(getattr(row, name) for name in fields), []).append(row.pk)
+    for values, pks in groups.items():
+        type(rows[0]).objects.filter(pk__in=pks).update(**dict(zip(fields, values, strict=True)))
 
 
 def _settle(
-    target: RolloutTarget, status: str, reason: str, *, audit: _AuditLater, now, via: str = "push"
+    target: RolloutTarget, status: str, reason: str, *, changes: _Changes, now, via="push"
 ) -> None:
+    """Settle a locked target in memory (the caller saves SETTLE_FIELDS) and audit it."""
     target.status = status
     target.last_error = reason
     target.settled_at = now
     target.next_attempt_at = None
-    target.save(
-        update_fields=["status", "last_error", "settled_at", "next_attempt_at", "updated_at"]
-    )
+    target.updated_at = now
     rollout = target.rollout
-    if status in (TargetStatus.DELIVERED, TargetStatus.FAILED):
-        audit.add(
-            f"rollout_target.{status}",
-            _target_label(target),
-            {
+    if status == TargetStatus.DELIVERED:
+        changes.deliver(target, via)
+    elif status == TargetStatus.FAILED:
+        changes.audit(
+            "rollout_target.failed",
+            tenant=target.deployment.tenant.slug,
+            target=f"deployment:{target.deployment.tenant.slug}/{target.deployment.slug}",
+            data={
                 "rollout": rollout.pk,
                 "profile": rollout.profile.name,
                 "version": rollout.version.number,
-                "via": via,
                 "attempts": target.attempts,
-                **({"error": reason} if status == TargetStatus.FAILED else {}),
+                "error": reason,
             },
         )
-    _after_commit(
-        _maybe_advance,
-        rollout.pk,
-        target.wave,
-        status == TargetStatus.FAILED and target.wave == Wave.CANARY,
-    )
+    changes.settled(target, status)
 
 
 # Pull: fetches and acks ------------------------------------------------------------------
@@ -638,37 +744,35 @@ def rollout_record_ack(*, deployment: Deployment, version: int) -> None:
 def _record_report(*, deployment_id: int, profile_id: int, version: int, acked=False) -> None:
     with transaction.atomic():
         targets = list(
-            RolloutTarget.objects.select_for_update(of=("self",))
-            .select_related("rollout__version", "rollout__profile", "deployment__tenant")
-            .filter(
+            _targets_locked().filter(
                 deployment_id=deployment_id,
                 rollout__profile_id=profile_id,
                 rollout__version__number=version,
             )
         )
-        mark = _mark_locked(deployment_id=deployment_id, profile_id=profile_id)
+        mark = _marks_locked({(deployment_id, profile_id)})[(deployment_id, profile_id)]
         now = timezone.now()
         if version > mark.reported_version:
             mark.reported_version = version
             mark.reported_at = now
             mark.save(update_fields=["reported_version", "reported_at"])
-        if not targets:
-            return
-        audit = _AuditLater(targets[0].deployment.tenant.slug)
+        changes = _Changes()
         for target in targets:
             if acked and target.acked_version != version:
                 target.acked_version = version
                 target.save(update_fields=["acked_version", "updated_at"])
             if target.status in OPEN_TARGETS:
+                via = "ack" if acked else "fetch"
                 _settle(
                     target,
                     TargetStatus.DELIVERED,
                     target.last_error,
-                    audit=audit,
+                    changes=changes,
                     now=now,
-                    via="ack" if acked else "fetch",
+                    via=via,
                 )
-        audit.write()
+                target.save(update_fields=SETTLE_FIELDS)
+        changes.finish()
 
 
 # Resume --------------------------------------------------------------------------------------
@@ -708,11 +812,12 @@ def rollout_resume(*, rollout_id: int, actor, reason: str) -> Rollout:
     rollout.status_reason = ""
     rollout.finished_at = None
     rollout.save(update_fields=["status", "status_reason", "finished_at"])
-    audit = _AuditLater(tenant.slug)
-    audit.add(
+    changes = _Changes()
+    changes.audit(
         "rollout.resumed",
-        f"profile:{rollout.profile}",
-        {
+        tenant=tenant.slug,
+        target=f"profile:{rollout.profile}",
+        data={
             "rollout": rollout.pk,
             "version": rollout.version.number,
             "was": previous,
@@ -722,14 +827,14 @@ def rollout_resume(*, rollout_id: int, actor, reason: str) -> Rollout:
         actor=actor,
     )
     if rollout.wave == Wave.CANARY:
-        _open_general_wave(rollout, audit, now=now)
+        _open_general_wave(rollout, changes, now=now)
     # Pushes that found the rollout paused stopped where they were: queue every open one.
     waiting = rollout.targets.filter(
         status__in=OPEN_TARGETS, mode=DeliveryMode.PUSH, released_at__isnull=False
     )
-    _after_commit(_queue_deliveries, list(waiting.values_list("pk", flat=True)))
-    _evaluate(rollout, audit)
-    audit.write()
+    _after_commit(_queue_deliveries, list(waiting.order_by("pk").values_list("pk", flat=True)))
+    _evaluate(rollout, changes)
+    changes.finish()
     return rollout
 
 
@@ -804,17 +909,14 @@ def _reconcile_reports(now: datetime) -> tuple[int, int]:
 def _settle_unreported(target_id: int, *, delivered: bool, now: datetime) -> None:
     with transaction.atomic():
         target = (
-            RolloutTarget.objects.select_for_update(of=("self",), skip_locked=True)
-            .select_related("rollout__version", "rollout__profile", "deployment__tenant")
-            .filter(pk=target_id, status__in=OPEN_TARGETS)
-            .first()
+            _targets_locked(skip_locked=True).filter(pk=target_id, status__in=OPEN_TARGETS).first()
         )
         if target is None:
             return
-        audit = _AuditLater(target.deployment.tenant.slug)
+        changes = _Changes()
         if delivered:
             reason = target.last_error
-            _settle(target, TargetStatus.DELIVERED, reason, audit=audit, now=now, via="report")
+            _settle(target, TargetStatus.DELIVERED, reason, changes=changes, now=now, via="report")
         else:
             hours = _setting("PULL_DEADLINE_SECONDS") / 3600
             _settle(
@@ -822,11 +924,11 @@ def _settle_unreported(target_id: int, *, delivered: bool, now: datetime) -> Non
                 TargetStatus.FAILED,
                 f"did not fetch or acknowledge version {target.rollout.version.number} "
                 f"within {hours:g} h of its wave opening",
-                audit=audit,
+                changes=changes,
                 now=now,
-                via="pull",
             )
-        audit.write()
+        target.save(update_fields=SETTLE_FIELDS)
+        changes.finish()
 
 
 # Reads -----------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ def rollout_advance(rollout_id: int) -> None:
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def rollout_target_deliver(target_id: int) -> None:
-    rollout.target_deliver(target_id=target_id)
+def rollout_targets_deliver(target_ids: list[int]) -> None:
+    rollout.targets_deliver(target_ids=target_ids)
 
 
 @shared_task(acks_late=True, ignore_result=True)

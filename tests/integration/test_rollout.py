@@ -41,7 +41,7 @@ from toggles.rollout import (
     rollout_record_fetch,
     rollout_resume,
     rollouts_reconcile,
-    target_deliver,
+    targets_deliver,
 )
 from toggles.services import profile_create, profile_version_create
 from toggles.signing import jwks, signature_verify
@@ -100,11 +100,9 @@ def statuses(rollout) -> dict[str, str]:
 
 
 def push_open(rollout) -> None:
-    """Deliver every released, open push target once, as queued tasks would."""
-    for target_id in rollout.targets.filter(status__in=OPEN, released_at__isnull=False).values_list(
-        "pk", flat=True
-    ):
-        target_deliver(target_id=target_id)
+    """Push every released, open target once, in one batch as a queued task would."""
+    released = rollout.targets.filter(status__in=OPEN, released_at__isnull=False)
+    targets_deliver(target_ids=list(released.order_by("pk").values_list("pk", flat=True)))
 
 
 def queued_fetch_records(*ids: int) -> list[tuple]:
@@ -147,9 +145,9 @@ def test_rollout__canary_first__others_only_after_every_canary_delivered(fleet, 
     general = rollout.targets.get(deployment__slug="g1")
     assert general.released_at is None
 
-    target_deliver(target_id=general.pk)  # a task for a target whose wave is not open
+    targets_deliver(target_ids=[general.pk])  # a task for a target whose wave is not open
     assert receiver.received == []
-    target_deliver(target_id=rollout.targets.get(deployment__slug="c1").pk)
+    targets_deliver(target_ids=[rollout.targets.get(deployment__slug="c1").pk])
     assert [(r.path, r.version) for r in receiver.received] == [("c1", 2)]
 
     rollout_advance(rollout_id=rollout.pk)
@@ -164,11 +162,15 @@ def test_rollout__canary_first__others_only_after_every_canary_delivered(fleet, 
     assert actions("fleet") == [
         "rollout.superseded",  # version 1's, never started in this test
         "rollout.started",
-        "rollout_target.delivered",
+        "rollout_targets.delivered",
         "rollout.wave_opened",
-        "rollout_target.delivered",
-        "rollout_target.delivered",
+        "rollout_targets.delivered",
         "rollout.completed",
+    ]
+    delivered = AuditEvent.objects.filter(action="rollout_targets.delivered").order_by("sequence")
+    assert [event.data for event in delivered] == [
+        {"rollout": rollout.pk, "version": 2, "via": "push", "deployments": {"c1": 1}},
+        {"rollout": rollout.pk, "version": 2, "via": "push", "deployments": {"g1": 1, "g2": 1}},
     ]
 
 
@@ -176,8 +178,8 @@ def test_push__signed_document_with_version_and_stable_idempotency_key(fleet, re
     rollout = started(fleet, 500)
     receiver.script("c1", [503])
     target = rollout.targets.get(deployment__slug="c1")
-    target_deliver(target_id=target.pk)
-    target_deliver(target_id=target.pk)
+    targets_deliver(target_ids=[target.pk])
+    targets_deliver(target_ids=[target.pk])
     first, second = receiver.received
     assert first.key == second.key == "fleet/c1:default:2"
     assert first.body == second.body
@@ -194,14 +196,14 @@ def test_push__transient_answer__retried_later_then_delivered(fleet, receiver, a
     target = rollout.targets.get(deployment__slug="c1")
     receiver.script("c1", [answer])
     before = timezone.now()
-    target_deliver(target_id=target.pk)
+    targets_deliver(target_ids=[target.pk])
     target.refresh_from_db()
     assert (target.status, target.attempts) == (TargetStatus.DELIVERING, 1)
     expected = "ReadTimeoutError" if answer == TIMEOUT else f"HTTP {answer}"
     assert target.last_error.startswith(f"attempt 1: {expected}")
     waited = (target.next_attempt_at - before).total_seconds()
     assert 5 <= waited <= 11  # base 10 s, equal jitter: between 5 and 10 s (+ the attempt)
-    target_deliver(target_id=target.pk)
+    targets_deliver(target_ids=[target.pk])
     target.refresh_from_db()
     assert (target.status, target.attempts) == (TargetStatus.DELIVERED, 2)
     assert receiver.applied["c1"] == [2]
@@ -213,7 +215,7 @@ def test_push__429_with_retry_after__waits_at_least_that_long(fleet, receiver):
     target = rollout.targets.get(deployment__slug="c1")
     receiver.script("c1", [429])
     before = timezone.now()
-    target_deliver(target_id=target.pk)
+    targets_deliver(target_ids=[target.pk])
     target.refresh_from_db()
     assert target.status == TargetStatus.DELIVERING
     assert target.last_error == "attempt 1: HTTP 429: refused 429"
@@ -225,7 +227,7 @@ def test_push__client_error__fails_at_once_with_the_reason(fleet, receiver, answ
     rollout = started(fleet, 500)
     receiver.script("c1", [answer])
     target = rollout.targets.get(deployment__slug="c1")
-    target_deliver(target_id=target.pk)
+    targets_deliver(target_ids=[target.pk])
     target.refresh_from_db()
     assert (target.status, target.attempts) == (TargetStatus.FAILED, 1)
     assert target.last_error == f"HTTP {answer}: refused {answer}"
@@ -240,7 +242,7 @@ def test_push__down_through_every_attempt__failed_naming_the_error(fleet, receiv
     rollout_advance(rollout_id=rollout.pk)
     target = rollout.targets.get(deployment__slug="g2")
     for _ in range(5):
-        target_deliver(target_id=target.pk)
+        targets_deliver(target_ids=[target.pk])
     target.refresh_from_db()
     assert target.status == TargetStatus.FAILED
     assert target.attempts == 3
@@ -363,7 +365,7 @@ def test_high_water_mark__older_version_than_one_sent__never_sent(fleet, receive
     c1 = Deployment.objects.get(tenant=fleet, slug="c1")
     DeploymentDelivery.objects.create(deployment=c1, profile=rollout.profile, sent_version=7)
     target = rollout.targets.get(deployment=c1)
-    target_deliver(target_id=target.pk)
+    targets_deliver(target_ids=[target.pk])
     target.refresh_from_db()
     assert (target.status, target.last_error) == (
         TargetStatus.SUPERSEDED,
@@ -382,11 +384,11 @@ def test_push_in_flight_to_a_deployment__a_second_push_waits(fleet, receiver):
         inflight_until=timezone.now() + timezone.timedelta(seconds=30),
     )
     target = rollout.targets.get(deployment=c1)
-    target_deliver(target_id=target.pk)
+    targets_deliver(target_ids=[target.pk])
     target.refresh_from_db()
     assert (target.status, target.attempts, receiver.received) == (TargetStatus.PENDING, 0, [])
     DeploymentDelivery.objects.filter(deployment=c1).update(inflight_until=timezone.now())
-    target_deliver(target_id=target.pk)
+    targets_deliver(target_ids=[target.pk])
     target.refresh_from_db()
     assert target.status == TargetStatus.DELIVERED
 
@@ -414,8 +416,12 @@ def test_pull__delivered_when_fetched_or_acked(demo):
     assert rollout.status == RolloutStatus.COMPLETED
     acked = dict(rollout.targets.values_list("deployment__slug", "acked_version"))
     assert acked == {"analyst-unclass": None, "analyst-classified": 2, "cyber-defence": 2}
-    vias = AuditEvent.objects.filter(action="rollout_target.delivered").order_by("sequence")
-    assert [e.data["via"] for e in vias] == ["fetch", "ack", "ack"]
+    events = AuditEvent.objects.filter(action="rollout_targets.delivered").order_by("sequence")
+    assert [(e.data["via"], list(e.data["deployments"])) for e in events] == [
+        ("fetch", ["analyst-unclass"]),
+        ("ack", ["analyst-classified"]),
+        ("ack", ["cyber-defence"]),
+    ]
 
 
 def test_fetch_seen__hot_path__no_query_and_one_task_per_new_version(
