@@ -158,6 +158,40 @@ def tenant_offboard(*, tenant: Tenant, actor, reason: str) -> Offboarding:
     return result
 
 
+@dataclass
+class OffboardingPreview:
+    active_tokens: int
+    pending: list[ChangeRequest]
+    approved: list[ChangeRequest]
+    changes: dict[str, list[tuple[str, object, object]]]
+
+
+def offboarding_preview(tenant: Tenant) -> OffboardingPreview:
+    """What tenant_offboard would do now: tokens, requests, and per profile each setting
+    that would move to its safest value (key, now, then)."""
+    open_requests = list(
+        ChangeRequest.objects.filter(tenant=tenant, status__in=OPEN_STATUSES).order_by("pk")
+    )
+    targets = _brake_targets(None)
+    changes = {}
+    for profile in Profile.objects.filter(tenant=tenant).order_by("name"):
+        version = ProfileVersion.objects.get(profile=profile, number=profile.current_version)
+        current = effective_values([spec for spec, _ in targets], version.values)
+        changes[profile.name] = [
+            (spec.key, current[spec.key], safe)
+            for spec, safe in targets
+            if current[spec.key] != safe
+        ]
+    return OffboardingPreview(
+        active_tokens=DeploymentToken.objects.filter(
+            deployment__tenant=tenant, revoked_at__isnull=True
+        ).count(),
+        pending=[cr for cr in open_requests if cr.status == RequestStatus.PENDING],
+        approved=[cr for cr in open_requests if cr.status == RequestStatus.APPROVED],
+        changes=changes,
+    )
+
+
 # The bundle ------------------------------------------------------------------------------------
 
 

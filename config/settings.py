@@ -338,3 +338,5 @@ CELERY_BEAT_SCHEDULE["forward-audit-events"] = {
     "task": "audit.tasks.audit_webhook_forward_task",
     "schedule": env.float("REDLINE_AUDIT_WEBHOOK_SECONDS", default=5.0),
 }
+# Where the console writes offboarding export bundles (approvals.offboarding).
+REDLINE_EXPORT_DIR = env.path("REDLINE_EXPORT_DIR", default=str(STATE_DIR / "exports"))

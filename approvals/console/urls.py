@@ -1,6 +1,7 @@
 from django.urls import path
 
 from approvals.console import views
+from approvals.console.offboard import offboard
 
 app_name = "console"
 
@@ -50,5 +51,6 @@ urlpatterns = [
         name="webhook-test",
     ),
     path("t/<slug:tenant>/audit/", views.audit_log, name="audit"),
+    path("t/<slug:tenant>/offboard/", offboard, name="offboard"),
     path("t/<slug:tenant>/audit/export.jsonl", views.audit_export, name="audit-export"),
 ]
