@@ -31,6 +31,13 @@ run: venv
 test: venv services
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# The rollout benchmark (tests/bench): 500 webhook deployments, one worker of 2 processes.
+.PHONY: bench-rollout
+bench-rollout: venv services
+	@REDLINE_BENCH=1 $(VENV)/bin/pytest tests/bench/test_rollout_bench.py -q -s
+
+bench: bench-rollout
+
 lint: venv
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 

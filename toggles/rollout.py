@@ -935,12 +935,15 @@ def _settle_unreported(target_id: int, *, delivered: bool, now: datetime) -> Non
 
 
 def rollouts_with_counts(queryset):
-    """Annotate rollouts with their targets counted per status (one query)."""
-    return queryset.select_related("profile", "version").annotate(
-        **{
-            f"n_{status}": Count("targets", filter=Q(targets__status=status))
-            for status in TargetStatus.values
-        }
+    """Rollouts, newest first, with their targets counted per status (one query)."""
+    counts = {
+        f"n_{status}": Count("targets", filter=Q(targets__status=status))
+        for status in TargetStatus.values
+    }
+    return (
+        queryset.select_related("profile", "version")
+        .annotate(**counts)
+        .order_by("-created_at", "-pk")
     )
 
 
