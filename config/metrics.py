@@ -78,10 +78,15 @@ CONFIG_FETCHES = Counter(
 
 
 class MetricsMiddleware:
-    """Times and counts every request by the view it resolved to."""
+    """Times and counts every request by the view it resolved to.
+
+    The labelled series are kept per label set: prometheus_client's labels() lookup costs
+    more than the count itself on the config hot path.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.series: dict[tuple[str, str, str], tuple] = {}
 
     def __call__(self, request):
         started = time.perf_counter()
@@ -89,12 +94,20 @@ class MetricsMiddleware:
         elapsed = time.perf_counter() - started
         view = view_label(request)
         method = request.method if request.method in METHODS else "other"
-        status = str(response.status_code)
-        REQUEST_LATENCY.labels(view, method).observe(elapsed)
-        RESPONSES.labels(view, method, status).inc()
-        if view in CONFIG_VIEWS:
-            CONFIG_FETCHES.labels(CONFIG_VIEWS[view], status).inc()
+        key = (view, method, str(response.status_code))
+        series = self.series.get(key) or self._series(key)
+        series[0].observe(elapsed)
+        for counter in series[1:]:
+            counter.inc()
         return response
+
+    def _series(self, key: tuple[str, str, str]) -> tuple:
+        view, method, status = key
+        series = (REQUEST_LATENCY.labels(view, method), RESPONSES.labels(view, method, status))
+        if view in CONFIG_VIEWS:
+            series += (CONFIG_FETCHES.labels(CONFIG_VIEWS[view], status),)
+        self.series[key] = series
+        return series
 
 
 def view_label(request) -> str:
