@@ -31,6 +31,9 @@ run: venv
 test: venv services
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+bench: venv services
+	@$(PY) scripts/bench.py
+
 # The rollout benchmark (tests/bench): 500 webhook deployments, one worker of 2 processes.
 .PHONY: bench-rollout
 bench-rollout: venv services

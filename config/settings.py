@@ -286,6 +286,11 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
 ]
 # `make bench` only: /bench/minimal serves the bytes of REDLINE_BENCH_BODY_FILE from memory.
 REDLINE_BENCH_VIEWS = env.bool("REDLINE_BENCH_VIEWS", default=False)
+# The config hot path skips the console's middleware (toggles.api.middleware).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "toggles.api.middleware.DeploymentApiMiddleware",
+)
 
 # Rollout of new profile versions to deployments (toggles.rollout).
 REDLINE_ROLLOUT_TIMEOUT_SECONDS = env.float("REDLINE_ROLLOUT_TIMEOUT_SECONDS", default=5.0)

@@ -32,4 +32,7 @@ urlpatterns = [
 if settings.REDLINE_BENCH_VIEWS:
     from toggles.api.bench import minimal_view
 
-    urlpatterns.insert(0, path("bench/minimal", minimal_view))
+    urlpatterns[:0] = [
+        path("bench/minimal", minimal_view),  # taken by toggles.api.middleware, as the hot path
+        path("bench/full-stack", minimal_view),  # through every middleware
+    ]
