@@ -38,6 +38,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
+from audit.models import AuditEvent
 from audit.services import audit_record
 from config.errors import Conflict, DomainError, ValidationFailed
 from tenants.models import Deployment
@@ -78,7 +79,8 @@ DOCUMENT_REUSE = timedelta(seconds=60)
 DOCUMENTS_KEPT = 64
 _documents: dict[tuple[int, int], tuple[float, bytes, str]] = {}
 
-# Sent after commit when a failed canary pauses a rollout: rollout=<Rollout>.
+# Sent after commit when a failed canary pauses a rollout, for whoever tells the parties:
+# rollout=<Rollout>, event_id=<the rollout.paused AuditEvent>.
 rollout_paused = Signal()
 
 
@@ -426,7 +428,12 @@ def _announce_pause(rollout_id: int) -> None:
         rollout.version.number,
         rollout.status_reason,
     )
-    rollout_paused.send(sender=Rollout, rollout=rollout)
+    event = (
+        AuditEvent.objects.filter(action="rollout.paused", data__rollout=rollout.pk)
+        .order_by("-sequence")
+        .first()
+    )
+    rollout_paused.send(sender=Rollout, rollout=rollout, event_id=event.pk)
 
 
 def _maybe_advance(rollout_id: int, wave: int, failed_canary: bool) -> None:
@@ -640,7 +647,8 @@ def _attempts_end(outcomes: list[tuple[_Attempt, PushResult]]) -> None:
             elif result.outcome == Outcome.FAIL or target.attempts >= _setting("MAX_ATTEMPTS"):
                 reason = result.detail
                 if result.outcome == Outcome.RETRY:
-                    reason += f" (gave up after {target.attempts} attempts)"
+                    plural = "s" if target.attempts > 1 else ""
+                    reason += f" (gave up after {target.attempts} attempt{plural})"
                 _settle(target, TargetStatus.FAILED, reason, changes=changes, now=now)
             else:
                 delay = max(

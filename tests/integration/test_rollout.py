@@ -258,13 +258,13 @@ def test_push__down_through_every_attempt__failed_naming_the_error(fleet, receiv
 
 
 @override_settings(REDLINE_ROLLOUT_MAX_ATTEMPTS=1)
-def test_canary_failure__pauses_rollout_and_tells_both_parties(
+def test_canary_failure__pauses_rollout_and_announces_it(
     fleet, receiver, django_capture_on_commit_callbacks
 ):
     told = []
 
-    def listener(rollout, **kwargs):
-        told.append(rollout.pk)
+    def listener(rollout, event_id, **kwargs):
+        told.append((rollout.pk, event_id))
 
     rollout_paused.connect(listener)
     receiver.down("c1")
@@ -274,14 +274,14 @@ def test_canary_failure__pauses_rollout_and_tells_both_parties(
         rollout_advance(rollout_id=rollout.pk)
     rollout_paused.disconnect(listener)
     rollout.refresh_from_db()
-    assert told == [rollout.pk]
+    paused = AuditEvent.objects.get(action="rollout.paused")
+    assert told == [(rollout.pk, paused.pk)]
     assert rollout.status == RolloutStatus.PAUSED
     assert rollout.status_reason.startswith("canary c1 failed: HTTP 500: refused 500")
     assert statuses(rollout) == {"c1": "failed", "g1": "pending", "g2": "pending"}
     assert not rollout.targets.filter(wave=Wave.GENERAL, released_at__isnull=False).exists()
-    paused = AuditEvent.objects.get(action="rollout.paused")
     assert paused.data["canary"] == "c1"
-    assert paused.data["error"] == "HTTP 500: refused 500 (gave up after 1 attempts)"
+    assert paused.data["error"] == "HTTP 500: refused 500 (gave up after 1 attempt)"
 
 
 @override_settings(REDLINE_ROLLOUT_MAX_ATTEMPTS=1)
