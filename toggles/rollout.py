@@ -12,9 +12,10 @@ of older versions and plans one RolloutTarget per deployment.
   (rollout_fetch_seen from the config hot path, rollout_record_ack from the ack view).
 * Waves: canaries first; every other deployment once every canary is delivered and the
   soak time (REDLINE_ROLLOUT_SOAK_SECONDS) has passed. A failed canary pauses the rollout
-  and tells both parties (audit event, log, and the rollout_paused signal); an admin of
-  either party resumes it (rollout_resume), or both roll back with a change request that
-  restores an earlier version (approvals.services.rollback_request_submit).
+  and announces it (audit event, log warning, and the rollout_paused signal for whoever
+  mails the parties); an admin of either party resumes it (rollout_resume), or the parties
+  roll back with a change request that restores an earlier version
+  (approvals.rollback.rollback_request_submit).
 * rollouts_reconcile (Celery beat) re-queues what a crashed worker or a lost broker
   message left behind, so nothing hangs.
 
