@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from config.admin import InspectionAdmin
-from toggles.models import Capability, Profile, ProfileVersion
+from toggles.models import Capability, Profile, ProfileVersion, Rollout, RolloutTarget
 
 
 @admin.register(Capability)
@@ -20,3 +20,16 @@ class ProfileAdmin(InspectionAdmin):
 class ProfileVersionAdmin(InspectionAdmin):
     list_display = ["profile", "number", "kind", "created_by", "created_at", "digest"]
     list_filter = ["kind", "profile__tenant"]
+
+
+@admin.register(Rollout)
+class RolloutAdmin(InspectionAdmin):
+    list_display = ["profile", "version", "status", "wave", "created_at", "finished_at"]
+    list_filter = ["status", "profile__tenant"]
+
+
+@admin.register(RolloutTarget)
+class RolloutTargetAdmin(InspectionAdmin):
+    list_display = ["deployment", "rollout", "wave", "mode", "status", "attempts", "updated_at"]
+    list_filter = ["status", "mode", "wave"]
+    search_fields = ["deployment__slug", "last_error"]
