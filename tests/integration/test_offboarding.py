@@ -3,12 +3,14 @@ tenant read-only after, and an export bundle that verifies offline and fails on 
 
 import hashlib
 import json
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from approvals.models import ChangeRequest, Channel, RequestStatus
@@ -433,3 +435,105 @@ def test_bundle__other_tenant_events__are_only_hashes_in_the_chain(
     assert f"{other.sequence} {other.hash}\n" in chain
     assert "other" not in (directory / export.EVENTS).read_text()
     assert "verifies" in verify(directory)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_offboard__request_submitted_concurrently__waits_for_it_then_withdraws_it(demo):
+    """A submit that is in flight when offboarding starts holds the tenant (share lock):
+    offboarding waits for its commit and then closes the new request too."""
+    submitted = threading.Event()
+    release = threading.Event()
+    offboarded: list = []
+
+    def submit_and_hold():
+        try:
+            with transaction.atomic():
+                submit(Tenant.objects.get(slug="demo"), "customer-admin")
+                submitted.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def offboard_now():
+        try:
+            result = tenant_offboard(
+                tenant=Tenant.objects.get(slug="demo"), actor="command:test", reason=REASON
+            )
+            offboarded.append(result)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=submit_and_hold)
+    holder.start()
+    assert submitted.wait(10)
+    offboarder = threading.Thread(target=offboard_now)
+    offboarder.start()
+    offboarder.join(1.0)
+    assert offboarder.is_alive(), "offboarding must wait for the change in flight"
+    release.set()
+    holder.join(10)
+    offboarder.join(30)
+    (result,) = offboarded
+    request = ChangeRequest.objects.get(tenant__slug="demo")
+    assert result.withdrawn == [request.pk]
+    assert request.status == RequestStatus.WITHDRAWN
+    with pytest.raises(TenantOffboarded):
+        submit(Tenant.objects.get(slug="demo"), "customer-admin")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_offboard__submit_arriving_mid_offboarding__is_refused_once_it_commits(demo):
+    """A submit that arrives while offboarding runs waits for it, then is refused, even one
+    built on the final version offboarding is writing."""
+    token = DeploymentToken.objects.filter(deployment__tenant__slug="demo").first()
+    token_held, release, outcome = threading.Event(), threading.Event(), []
+
+    def hold_a_token():
+        try:
+            with transaction.atomic():
+                DeploymentToken.objects.select_for_update().get(pk=token.pk)
+                token_held.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def offboard_now():
+        try:
+            tenant_offboard(tenant=Tenant.objects.get(slug="demo"), actor="command:t", reason="x")
+        finally:
+            connection.close()
+
+    def submit_on_the_final_version():
+        try:
+            profile = Profile.objects.get(tenant__slug="demo", name="default")
+            outcome.append(
+                change_request_submit(
+                    tenant=profile.tenant,
+                    profile=profile,
+                    actor=person("customer-admin"),
+                    changes=LOOSEN,
+                    justification="late",
+                    base_version=2,
+                )
+            )
+        except Exception as error:
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_a_token)
+    holder.start()
+    assert token_held.wait(10)
+    offboarder = threading.Thread(target=offboard_now)
+    offboarder.start()
+    offboarder.join(1.0)
+    submitter = threading.Thread(target=submit_on_the_final_version)
+    submitter.start()
+    submitter.join(1.0)
+    assert offboarder.is_alive() and submitter.is_alive()
+    release.set()
+    for thread in (holder, offboarder, submitter):
+        thread.join(30)
+    (result,) = outcome
+    assert isinstance(result, TenantOffboarded), result
+    assert not ChangeRequest.objects.filter(tenant__slug="demo").exists()
