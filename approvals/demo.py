@@ -51,6 +51,8 @@ def demo_seed(*, password: str | None = None) -> DemoSeed:
         slug=DEMO_TENANT, name=DEMO_TENANT_NAME
     )
     seed = DemoSeed(tenant=tenant)
+    if tenant.offboarded_at is not None:
+        return seed  # kept read-only as it was offboarded; nothing may be added to it
     user_model = get_user_model()
     for username, first, last, party, role in DEMO_USERS:
         user = user_model.objects.filter(username=username).first()

@@ -537,3 +537,13 @@ def test_offboard__submit_arriving_mid_offboarding__is_refused_once_it_commits(d
     (result,) = outcome
     assert isinstance(result, TenantOffboarded), result
     assert not ChangeRequest.objects.filter(tenant__slug="demo").exists()
+
+
+def test_seed_demo__demo_offboarded__leaves_it_as_it_was(busy_demo, tmp_path):
+    offboard(busy_demo.tenant, tmp_path / "bundle")
+    events = AuditEvent.objects.count()
+    out = _Out()
+    call_command("seed_demo", stdout=out)
+    assert out.text == "demo tenant 'demo' was offboarded; it is kept as it was\n"
+    assert AuditEvent.objects.count() == events
+    assert not DeploymentToken.objects.filter(revoked_at__isnull=True).exists()

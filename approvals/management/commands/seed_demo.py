@@ -10,6 +10,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         seed = demo_seed(password=demo_password())
         write = self.stdout.write
+        if seed.tenant.offboarded_at is not None:
+            write(f"demo tenant '{seed.tenant.slug}' was offboarded; it is kept as it was")
+            return
         write(f"demo tenant '{seed.tenant.slug}' ({seed.tenant.name}) is ready")
         if settings.DEBUG:
             write(f"logins (password '{settings.REDLINE_DEMO_PASSWORD}' for each):")
