@@ -273,3 +273,19 @@ def test_config__other_method__405(token, method):
 
     assert response.status_code == 405
     assert response["Allow"] == "GET"
+
+
+def test_config__console_middleware_skipped__security_headers_kept(client, token):
+    response = client.get("/api/v1/config", **bearer(token))
+
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" not in response
+    assert "X-Frame-Options" not in response
+    assert response.cookies == {}
+    assert "Content-Security-Policy" in client.get("/login/")
+
+
+def test_config__host_not_allowed__400(client, token):
+    response = client.get("/api/v1/config", HTTP_HOST="evil.example", **bearer(token))
+
+    assert response.status_code == 400

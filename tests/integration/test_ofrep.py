@@ -272,3 +272,11 @@ def test_evaluate_flags__bad_context__400(client, token):
         "errorCode": "INVALID_CONTEXT",
         "errorDetails": "context must be a JSON object",
     }
+
+
+def test_evaluate_flag__key_with_slash__404_flag_not_found(client, token):
+    response = evaluate(client, "usage/max_agent_steps", token)
+
+    assert response.status_code == 404
+    assert response.json()["errorCode"] == "FLAG_NOT_FOUND"
+    assert response.json()["key"] == "usage/max_agent_steps"
