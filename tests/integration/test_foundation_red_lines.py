@@ -62,6 +62,27 @@ def test_profile_version_create__red_line_key__refused_naming_it(before, make_te
     assert catalog_rows() == before
 
 
+def test_profile_version_create__red_line_with_stale_base__red_line_refused_first(
+    before, make_tenant
+):
+    """The service names the red line before it even locks the profile or checks the base."""
+    profile = Profile.objects.get(tenant=make_tenant("acme"), name="default")
+    profile_version_create(
+        profile=profile, changes={ADJUSTABLE: False}, actor=None, reason="r", kind="brake"
+    )
+    with pytest.raises(RedLineViolation) as error:
+        profile_version_create(
+            profile=profile,
+            changes={SURVEILLANCE: True},
+            actor=None,
+            reason="try it",
+            kind=VersionKind.CHANGE_REQUEST,
+            base_version=1,
+        )
+    assert str(error.value) == RED_LINE_MESSAGE
+    assert ProfileVersion.objects.filter(profile=profile).count() == 2
+
+
 def test_profile_version_save__new_version_holding_red_line__refused(before, make_tenant):
     profile = Profile.objects.get(tenant=make_tenant("acme"), name="default")
     version = ProfileVersion(
