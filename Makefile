@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@python=$$(scripts/find-python.sh) && \
 	  if command -v uv >/dev/null 2>&1; then \
 	    UV_PYTHON_DOWNLOADS=never uv venv --quiet --allow-existing --python "$$python" $(VENV) && \
-	    UV_PYTHON_DOWNLOADS=never VIRTUAL_ENV=$(VENV) uv pip install --quiet --python $(PY) -e . --group dev; \
+	    UV_PYTHON_DOWNLOADS=never VIRTUAL_ENV=$(VENV) uv pip install --quiet --compile-bytecode --python $(PY) -e . --group dev; \
 	  else \
 	    "$$python" -m venv $(VENV) && $(PY) -m pip install --quiet --upgrade pip && \
 	    $(PY) -m pip install --quiet -e . --group dev; \

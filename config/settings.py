@@ -83,15 +83,21 @@ TEMPLATES = [
     },
 ]
 
+# The ports of the local servers scripts/services.sh starts (it reads the same variables).
+LOCAL_PG_PORT = env.int("REDLINE_PG_PORT", default=54329)
+LOCAL_REDIS_PORT = env.int("REDLINE_REDIS_PORT", default=63799)
+
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default="postgres://redline@127.0.0.1:54329/redline")
+    "default": env.db_url(
+        "DATABASE_URL", default=f"postgres://redline@127.0.0.1:{LOCAL_PG_PORT}/redline"
+    )
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:63799/0")
+REDIS_URL = env.str("REDIS_URL", default=f"redis://127.0.0.1:{LOCAL_REDIS_PORT}/0")
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -185,7 +191,9 @@ MAILERS = {
     )
 }
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Redline <redline@localhost>")
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+SITE_URL = env.str(
+    "SITE_URL", default=f"http://127.0.0.1:{env.int('REDLINE_WEB_PORT', default=8000)}"
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

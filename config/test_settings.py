@@ -4,7 +4,9 @@ import os
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:63799/1")
+os.environ.setdefault(
+    "REDIS_URL", f"redis://127.0.0.1:{os.environ.get('REDLINE_REDIS_PORT', '63799')}/1"
+)
 
 from config.settings import *  # noqa: F403
 

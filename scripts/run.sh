@@ -13,6 +13,6 @@ $PY manage.py migrate --no-input -v 0
 $PY manage.py sync_catalog
 $PY manage.py seed_demo
 echo
-echo "Redline is starting: console and API at http://127.0.0.1:8000/ (Ctrl-C stops everything)"
+echo "Redline is starting: console and API at http://127.0.0.1:${REDLINE_WEB_PORT:-8000}/ (Ctrl-C stops everything)"
 echo
 .venv/bin/honcho -f Procfile.dev start

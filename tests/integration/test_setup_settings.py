@@ -27,6 +27,10 @@ OUR_VARIABLES = (
     "SECURE_SSL_REDIRECT",
     "SECURE_HSTS_SECONDS",
     "SECURE_HSTS_PRELOAD",
+    "SITE_URL",
+    "REDLINE_PG_PORT",
+    "REDLINE_REDIS_PORT",
+    "REDLINE_WEB_PORT",
 )
 
 
@@ -89,6 +93,7 @@ print(json.dumps({
     "mail": s.MAILERS["default"],
     "ssl_redirect": s.SECURE_SSL_REDIRECT,
     "session_cookie_secure": s.SESSION_COOKIE_SECURE,
+    "site_url": s.SITE_URL,
 }))
 """
 
@@ -125,4 +130,14 @@ def test_settings__development_defaults__local_servers_and_console_mail():
     assert shown["database"] == ["127.0.0.1", 54329, "redline", "redline"]
     assert shown["cache"] == shown["broker"] == "redis://127.0.0.1:63799/0"
     assert shown["mail"]["BACKEND"] == "django.core.mail.backends.console.EmailBackend"
+    assert shown["site_url"] == "http://127.0.0.1:8000"
     assert (shown["ssl_redirect"], shown["session_cookie_secure"]) == (False, False)
+
+
+def test_settings__local_server_ports_moved__defaults_follow_them():
+    shown = show_settings(
+        REDLINE_PG_PORT="55432", REDLINE_REDIS_PORT="6390", REDLINE_WEB_PORT="8010"
+    )
+    assert shown["database"] == ["127.0.0.1", 55432, "redline", "redline"]
+    assert shown["cache"] == shown["broker"] == "redis://127.0.0.1:6390/0"
+    assert shown["site_url"] == "http://127.0.0.1:8010"
