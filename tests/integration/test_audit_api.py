@@ -1,7 +1,7 @@
 """GET /api/v1/audit/events: role-based access, sequence cursor, filters, JSON Lines."""
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -143,3 +143,21 @@ def test_audit_events__bad_parameters__are_400_naming_the_field(as_user):
     assert response.status_code == 400
     assert response.json()["detail"] == "limit: Ensure this value is less than or equal to 1000."
     assert as_user("auditor").get(f"{URL}?since=yesterday").status_code == 400
+
+
+def test_audit_events__ndjson_line__is_the_page_record_even_on_a_whole_second(as_user, demo):
+    from django.db import transaction
+
+    from audit.services import audit_record
+    from tests.unit.approvals.conftest import frozen_clock
+
+    whole_second = datetime(2026, 11, 27, 1, 2, 3, tzinfo=UTC)
+    with frozen_clock(whole_second), transaction.atomic():
+        audit_record(actor="system", action="test.whole_second", tenant="demo", data={"x": 1.5})
+    page = as_user("auditor").get(f"{URL}?action=test.whole_second").json()["events"]
+    streamed = as_user("auditor").get(
+        f"{URL}?action=test.whole_second", HTTP_ACCEPT="application/x-ndjson"
+    )
+    (line,) = b"".join(streamed.streaming_content).splitlines()
+    assert json.loads(line) == page[0]
+    assert page[0]["created_at"] == "2026-11-27T01:02:03+00:00"
