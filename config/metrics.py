@@ -37,6 +37,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from approvals.models import ChangeRequest, Decision, RequestStatus
+from audit.models import AuditWebhookCursor
 from audit.selectors import chain_head
 from toggles.models import RolloutTarget, TargetStatus
 
@@ -217,10 +218,13 @@ def state_families() -> list:
         targets.add_metric([status], counted.get(status, 0))
 
     families = [pending, oldest, decisions, targets, _delivery_latency()]
-    head = chain_head()
+    last = chain_head()
+    head = last[0] if last else 0
     chain = GaugeMetricFamily("redline_audit_chain_head", "Sequence of the last audit event")
-    chain.add_metric([], head[0] if head else 0)
+    chain.add_metric([], head)
     families.append(chain)
+    if settings.REDLINE_AUDIT_WEBHOOK_URL:
+        families.append(_audit_webhook_behind(head))
     queue = _celery_queue_length()
     if queue is not None:
         families.append(queue)
@@ -251,6 +255,16 @@ def _delivery_latency() -> HistogramMetricFamily:
         buckets=buckets,
         sum_value=total_seconds,
     )
+
+
+def _audit_webhook_behind(head: int) -> GaugeMetricFamily:
+    """Events the SIEM has not had yet (the URL is no label: it may hold credentials)."""
+    cursor = AuditWebhookCursor.objects.filter(url=settings.REDLINE_AUDIT_WEBHOOK_URL).first()
+    behind = GaugeMetricFamily(
+        "redline_audit_webhook_behind_events", "Audit events not yet accepted by the webhook"
+    )
+    behind.add_metric([], head - (cursor.last_sequence if cursor else 0))
+    return behind
 
 
 _redis = None

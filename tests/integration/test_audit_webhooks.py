@@ -115,3 +115,18 @@ def test_forward__no_url__does_nothing(demo, settings):
     settings.REDLINE_AUDIT_WEBHOOK_URL = ""
     assert audit_webhook_forward().batches == []
     assert not AuditWebhookCursor.objects.exists()
+
+
+def test_metrics__webhook_behind__counts_what_the_siem_has_not_accepted(
+    siem, demo, client, settings
+):
+    settings.METRICS_TOKEN = "t" * 20
+    auth = {"HTTP_AUTHORIZATION": "Bearer " + "t" * 20}
+
+    def behind() -> str:
+        text = client.get("/metrics", **auth).content.decode()
+        return next(line for line in text.splitlines() if line.startswith("redline_audit_webhook"))
+
+    assert behind() == f"redline_audit_webhook_behind_events {float(len(sequences()))}"
+    audit_webhook_forward()
+    assert behind() == "redline_audit_webhook_behind_events 0.0"

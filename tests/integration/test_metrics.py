@@ -4,10 +4,10 @@ from datetime import timedelta
 
 import pytest
 import redis
-from django.conf import settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+import config.metrics
 from approvals.models import ChangeRequest, Channel, Decision, RequestStatus
 from approvals.services import brake_pull, change_request_decide, change_request_submit
 from tenants.models import Deployment
@@ -156,16 +156,20 @@ def test_metrics__rollout_targets_and_delivery_latency(client, demo):
     assert value(samples, "redline_rollout_delivery_seconds_bucket", le="10.0") == 1
 
 
-def test_metrics__celery_queue_length__is_the_broker_list_length(client, demo):
+def test_metrics__celery_queue_length__is_the_broker_list_length(client, demo, settings):
+    """On a Redis database of its own: the suite's broker is shared with running tests."""
+
+    settings.CELERY_BROKER_URL = settings.REDIS_URL.rsplit("/", 1)[0] + "/15"
+    config.metrics._redis = None
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    before = value(scrape(client), "redline_celery_queue_length", queue="celery")
-    broker.lpush("celery", b"one", b"two", b"three")
+    broker.delete("celery")
     try:
-        after = value(scrape(client), "redline_celery_queue_length", queue="celery")
+        assert value(scrape(client), "redline_celery_queue_length", queue="celery") == 0
+        broker.lpush("celery", b"one", b"two", b"three")
+        assert value(scrape(client), "redline_celery_queue_length", queue="celery") == 3
     finally:
-        for item in (b"one", b"two", b"three"):
-            broker.lrem("celery", 1, item)
-    assert after - before == 3
+        broker.delete("celery")
+        config.metrics._redis = None
 
 
 def test_metrics__audit_chain_head__is_the_last_sequence(client, demo):
