@@ -72,7 +72,7 @@ def push(*, url: str, body: bytes, headers: dict[str, str], timeout: float) -> P
             url,
             body=body,
             headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            timeout=urllib3.Timeout(total=timeout),
             redirect=False,
             preload_content=False,
         )
