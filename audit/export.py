@@ -26,8 +26,10 @@ Verification needs nothing but this module, the audit chain's hash (audit.chain)
 
 import base64
 import hashlib
+import io
 import json
 import re
+import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -168,6 +170,19 @@ class BundleWriter:
         (self.directory / MANIFEST).write_bytes(body)
         (self.directory / MANIFEST_SIGNATURE).write_text(sign(body) + "\n")
         return document
+
+
+def bundle_tar_chunks(directory: Path, *, name: str) -> Iterator[bytes]:
+    """The bundle as an uncompressed tar stream under `name/`, one file at a time."""
+    directory = Path(directory)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            archive.add(path, arcname=f"{name}/{path.relative_to(directory).as_posix()}")
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 def json_line(value: dict) -> str:

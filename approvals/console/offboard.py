@@ -2,15 +2,17 @@
 confirmation, then approvals.offboarding does it and writes the bundle under
 REDLINE_EXPORT_DIR."""
 
+import re
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from approvals.console.access import access_for
 from approvals.offboarding import (
@@ -19,16 +21,21 @@ from approvals.offboarding import (
     tenant_bundle_write,
     tenant_offboard,
 )
+from audit.export import MANIFEST, bundle_tar_chunks
 from config.errors import DomainError
+
+BUNDLE_NAME = re.compile(r"[a-z0-9-]+-\d{8}T\d{6}")
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
 def offboard(request, tenant):
     access = access_for(request, tenant)
+    context = {"access": access, "bundles": _bundles(access.tenant.slug)}
+    if access.tenant.offboarded_at is not None and access.can_view_audit:
+        return render(request, "console/offboard.html", context)
     if not offboard_allowed(user=request.user, tenant=access.tenant):
         raise PermissionDenied("only vendor admins may offboard a tenant")
-    context = {"access": access, "bundles": _bundles(access.tenant.slug)}
     if access.tenant.offboarded_at is not None:
         return render(request, "console/offboard.html", context)
     context["preview"] = offboarding_preview(access.tenant)
@@ -63,8 +70,32 @@ def offboard(request, tenant):
     return redirect("console:offboard", tenant=access.tenant.slug)
 
 
-def _bundles(slug: str) -> list[str]:
+@require_GET
+@login_required
+def offboard_bundle(request, tenant, name):
+    """A bundle as a tar file, for whoever may read the tenant's audit log."""
+    access = access_for(request, tenant)
+    if not access.can_view_audit:
+        raise PermissionDenied("your role may not read the audit log")
+    if name not in {path.name for path in _bundles(access.tenant.slug)}:
+        raise Http404("no such bundle")
+    directory = Path(settings.REDLINE_EXPORT_DIR) / name
+    response = StreamingHttpResponse(
+        bundle_tar_chunks(directory, name=name), content_type="application/x-tar"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{name}.tar"'
+    return response
+
+
+def _bundles(slug: str) -> list[Path]:
+    """The tenant's complete bundles under REDLINE_EXPORT_DIR (named <slug>-<time>)."""
     root = Path(settings.REDLINE_EXPORT_DIR)
     if not root.is_dir():
         return []
-    return sorted(str(path) for path in root.glob(f"{slug}-*") if (path / "manifest.json").exists())
+    return sorted(
+        path
+        for path in root.iterdir()
+        if BUNDLE_NAME.fullmatch(path.name)
+        and path.name.startswith(f"{slug}-")
+        and (path / MANIFEST).is_file()
+    )

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from approvals.console import views
-from approvals.console.offboard import offboard
+from approvals.console.offboard import offboard, offboard_bundle
 
 app_name = "console"
 
@@ -52,5 +52,6 @@ urlpatterns = [
     ),
     path("t/<slug:tenant>/audit/", views.audit_log, name="audit"),
     path("t/<slug:tenant>/offboard/", offboard, name="offboard"),
+    path("t/<slug:tenant>/offboard/<str:name>.tar", offboard_bundle, name="offboard-bundle"),
     path("t/<slug:tenant>/audit/export.jsonl", views.audit_export, name="audit-export"),
 ]

@@ -69,3 +69,28 @@ def test_offboard_page__reason_then_typed_slug__offboards_and_writes_a_bundle(
     assert f"<code>{bundle}</code>" in after
     assert client.post(URL, {"reason": "again", "confirm": "demo"}).status_code == 200
     assert len(list(Path(export_dir).glob("demo-*"))) == 1
+
+
+def test_offboarded_tenant__auditor_downloads_the_bundle_and_it_verifies(
+    client, demo, export_dir, tmp_path
+):
+    import tarfile
+
+    login(client, "vendor-admin").post(URL, {"reason": "contract ended", "confirm": "demo"})
+    (bundle,) = Path(export_dir).glob("demo-*")
+    auditor = login(client, "auditor")
+    page = auditor.get(URL).content.decode()
+    link = f"/t/demo/offboard/{bundle.name}.tar"
+    assert f'<a href="{link}">' in page
+    response = auditor.get(link)
+    assert response["Content-Type"] == "application/x-tar"
+    archive = tmp_path / "bundle.tar"
+    archive.write_bytes(b"".join(response.streaming_content))
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "taken", filter="data")
+    out = io.StringIO()
+    call_command("verify_export", str(tmp_path / "taken" / bundle.name), stdout=out)
+    assert out.getvalue().startswith("bundle of demo verifies")
+    assert auditor.get("/t/demo/offboard/demo-20000101T000000.tar").status_code == 404
+    assert auditor.get("/t/demo/offboard/..%2Fsecret.tar").status_code == 404
+    assert login(client, "vendor-reviewer-1").get(link).status_code == 403
