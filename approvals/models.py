@@ -140,3 +140,38 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer} {self.verdict}s #{self.change_request_id}"
+
+
+class ReviewLink(models.Model):
+    """A personal link in a review email: one reviewer, one request, used at most once.
+
+    The token is `<selector>.<signature>`. Only a hash of the selector is stored; the
+    signature is an HMAC (SECRET_KEY) over this row's binding, so neither a copy of the
+    database nor a write to it yields a working link. The membership it was issued under
+    is kept, so a changed membership or role kills the link.
+    """
+
+    change_request = models.ForeignKey(
+        ChangeRequest, on_delete=models.PROTECT, related_name="review_links"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    membership_id = models.BigIntegerField()
+    party = models.CharField(max_length=16)
+    role = models.CharField(max_length=16)
+    digest = models.CharField(max_length=71, help_text="The request digest the link is bound to")
+    selector_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["change_request", "reviewer"], name="one_review_link_per_reviewer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"review link of {self.reviewer} for #{self.change_request_id}"

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from approvals import notifications
 from approvals.errors import (
     AlreadyDecided,
     DigestMismatch,
@@ -52,6 +53,16 @@ from toggles.values import Direction, RiskTier, change_direction, safest_value
 MAX_TIME_BOX = timedelta(days=30)
 MIN_TIME_BOX = timedelta(minutes=1)
 BRAKE_ROLES = (Role.ADMIN, Role.REVIEWER)
+# Moves that end a request; the requester and both parties are told of each.
+CLOSED_STATUSES = frozenset(
+    {
+        RequestStatus.APPLIED,
+        RequestStatus.REJECTED,
+        RequestStatus.EXPIRED,
+        RequestStatus.STALE,
+        RequestStatus.WITHDRAWN,
+    }
+)
 
 
 def _username(user) -> str:
@@ -241,6 +252,7 @@ def change_request_submit(
             "digest": cr.digest,
         },
     )
+    notifications.notify_review_requested(cr)
     return cr
 
 
@@ -301,6 +313,8 @@ def _move(cr: ChangeRequest, status: str, *, actor, reason: str = "", data=None)
         target=f"change_request:{cr.pk}",
         data={"from": previous, "reason": reason, **(data or {})},
     )
+    if status in CLOSED_STATUSES:
+        notifications.notify_request_closed(cr)
 
 
 # Decide ----------------------------------------------------------------------------
@@ -764,7 +778,7 @@ def brake_pull(
         )
         result.versions[locked.name] = new_version.number
         _stale_all(others, profile=locked, actor=actor)
-    audit_record(
+    event = audit_record(
         actor=actor,
         action="brake.pulled",
         tenant=tenant.slug,
@@ -777,6 +791,7 @@ def brake_pull(
             "unchanged": result.unchanged,
         },
     )
+    notifications.notify_brake_pulled(tenant=tenant, event_id=event.pk)
     return result
 
 

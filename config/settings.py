@@ -268,6 +268,23 @@ REST_KNOX = {
 }
 AXES_VERBOSE = False
 
+# Rollout of new profile versions to deployments (toggles.rollout).
+REDLINE_ROLLOUT_TIMEOUT_SECONDS = env.float("REDLINE_ROLLOUT_TIMEOUT_SECONDS", default=5.0)
+REDLINE_ROLLOUT_MAX_ATTEMPTS = env.int("REDLINE_ROLLOUT_MAX_ATTEMPTS", default=8)
+REDLINE_ROLLOUT_BACKOFF_SECONDS = env.float("REDLINE_ROLLOUT_BACKOFF_SECONDS", default=2.0)
+REDLINE_ROLLOUT_BACKOFF_MAX_SECONDS = env.float(
+    "REDLINE_ROLLOUT_BACKOFF_MAX_SECONDS", default=300.0
+)
+REDLINE_ROLLOUT_SOAK_SECONDS = env.float("REDLINE_ROLLOUT_SOAK_SECONDS", default=0.0)
+REDLINE_ROLLOUT_STUCK_SECONDS = env.float("REDLINE_ROLLOUT_STUCK_SECONDS", default=60.0)
+REDLINE_ROLLOUT_PULL_DEADLINE_SECONDS = env.float(
+    "REDLINE_ROLLOUT_PULL_DEADLINE_SECONDS", default=3600.0
+)
+CELERY_BEAT_SCHEDULE["reconcile-rollouts"] = {
+    "task": "toggles.tasks.rollouts_reconcile",
+    "schedule": env.float("REDLINE_ROLLOUT_RECONCILE_SECONDS", default=30.0),
+}
+
 # Config API for deployments (toggles.api, toggles.ofrep, toggles.serving).
 # Ed25519 key that signs config documents: PEM text in REDLINE_SIGNING_KEY, or the file
 # REDLINE_SIGNING_KEY_FILE (generated when missing if REDLINE_SIGNING_KEY_GENERATE, the
@@ -300,22 +317,20 @@ MIDDLEWARE.insert(
     "toggles.api.middleware.DeploymentApiMiddleware",
 )
 
-# Rollout of new profile versions to deployments (toggles.rollout).
-REDLINE_ROLLOUT_TIMEOUT_SECONDS = env.float("REDLINE_ROLLOUT_TIMEOUT_SECONDS", default=5.0)
-REDLINE_ROLLOUT_MAX_ATTEMPTS = env.int("REDLINE_ROLLOUT_MAX_ATTEMPTS", default=8)
-REDLINE_ROLLOUT_BACKOFF_SECONDS = env.float("REDLINE_ROLLOUT_BACKOFF_SECONDS", default=2.0)
-REDLINE_ROLLOUT_BACKOFF_MAX_SECONDS = env.float(
-    "REDLINE_ROLLOUT_BACKOFF_MAX_SECONDS", default=300.0
+# Review links in mail (approvals.review_links). Failed attempts (unknown or tampered links,
+# wrong passwords) allowed per client, and wrong passwords per reviewer, within the window;
+# past them the review pages answer 429. The client is REMOTE_ADDR, or the request header a
+# trusted proxy sets, named as in request.META (e.g. HTTP_X_REAL_IP).
+REDLINE_REVIEW_FAILURE_LIMIT = env.int("REDLINE_REVIEW_FAILURE_LIMIT", default=20)
+REDLINE_REVIEW_PASSWORD_LIMIT = env.int("REDLINE_REVIEW_PASSWORD_LIMIT", default=5)
+REDLINE_REVIEW_FAILURE_WINDOW_SECONDS = env.int(
+    "REDLINE_REVIEW_FAILURE_WINDOW_SECONDS", default=900
 )
-REDLINE_ROLLOUT_SOAK_SECONDS = env.float("REDLINE_ROLLOUT_SOAK_SECONDS", default=0.0)
-REDLINE_ROLLOUT_STUCK_SECONDS = env.float("REDLINE_ROLLOUT_STUCK_SECONDS", default=60.0)
-REDLINE_ROLLOUT_PULL_DEADLINE_SECONDS = env.float(
-    "REDLINE_ROLLOUT_PULL_DEADLINE_SECONDS", default=3600.0
-)
-CELERY_BEAT_SCHEDULE["reconcile-rollouts"] = {
-    "task": "toggles.tasks.rollouts_reconcile",
-    "schedule": env.float("REDLINE_ROLLOUT_RECONCILE_SECONDS", default=30.0),
-}
+REDLINE_CLIENT_IP_META = env.str("REDLINE_CLIENT_IP_META", default="REMOTE_ADDR")
+# Development mail: `manage.py mailcatcher` (started by `make run`) keeps each message here,
+# and with DEBUG on, /dev/outbox/ lists and shows them.
+REDLINE_DEV_MAILBOX = env.path("REDLINE_DEV_MAILBOX", default=str(STATE_DIR / "mail"))
+REDLINE_DEV_MAIL_PORT = env.int("REDLINE_DEV_MAIL_PORT", default=10025)
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] |= {
     "RolloutStatusEnum": "toggles.models.RolloutStatus",
     "RolloutTargetStatusEnum": "toggles.models.TargetStatus",
