@@ -4,9 +4,9 @@ Two kinds of series:
 
 * Counted per request by MetricsMiddleware, in each web process: request latency
   histograms and responses by view, method and status, and deployments' config fetches by
-  endpoint and status. With several gunicorn workers set PROMETHEUS_MULTIPROC_DIR (the
-  gunicorn config in config/gunicorn.py does): every worker writes its counts there and
-  any worker's /metrics adds them up.
+  endpoint and status. With several worker processes set PROMETHEUS_MULTIPROC_DIR
+  (scripts/web.sh, the Procfile's web process, does): every worker writes its counts there
+  and any worker's /metrics adds them up.
 * Read from PostgreSQL and Redis when scraped, so every process (and machine) reports the
   same truth: the 304 ratio of config fetches, pending change requests by tenant and age,
   decisions by channel, rollout targets by status, the time from a target's wave opening to

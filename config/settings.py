@@ -340,8 +340,8 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] |= {
 # Operations (config.logging, config.metrics). Logs: one JSON object per line on stderr
 # (LOG_FORMAT=console for people), with the request id that follows a request into its Celery
 # tasks; secrets are masked. REDLINE_ACCESS_LOG: a line per request. /metrics answers only with
-# `Authorization: Bearer $METRICS_TOKEN` (unset: off). With several gunicorn workers, set
-# PROMETHEUS_MULTIPROC_DIR (config/gunicorn.py does) so every worker's counts are added up.
+# `Authorization: Bearer $METRICS_TOKEN` (unset: off). With several web worker processes, set
+# PROMETHEUS_MULTIPROC_DIR (scripts/web.sh does) so every worker's counts are added up.
 from config.logging import logging_settings  # noqa: E402
 
 LOGGING = logging_settings(

@@ -1,5 +1,5 @@
-"""More than one machine, in miniature: two web processes (each gunicorn with two workers and
-the production config) and two Celery workers (beat on one only) against one PostgreSQL and
+"""More than one machine, in miniature: two web processes (each as the Procfile runs it, with
+two worker processes) and two Celery workers (beat on one only) against one PostgreSQL and
 one Redis, running a rollout end to end.
 
 A brake pulled through the first web process writes a version; the workers push it to the
@@ -10,6 +10,7 @@ workers.
 """
 
 import json
+import os
 import socket
 import subprocess
 import uuid
@@ -29,6 +30,7 @@ from tenants.services import (
     tenant_create,
 )
 from tests.fault.processes import (
+    BIN,
     ROOT,
     RedisServer,
     WebServer,
@@ -49,18 +51,25 @@ METRICS_TOKEN = "metrics-token-of-the-multi-process-test"
 
 
 class ProductionWeb(WebServer):
-    """gunicorn as the Procfile runs it: config/gunicorn.py, two workers, JSON logs."""
+    """The web process as the Procfile runs it (scripts/web.sh): two worker processes."""
 
     def __init__(self, env, log, metrics_dir):
         super().__init__(
-            {**env, "WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, log
+            {
+                **env,
+                "WEB_CONCURRENCY": "2",
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                "HOST": "127.0.0.1",
+                "PATH": f"{BIN}:{os.environ['PATH']}",
+            },
+            log,
         )
         self.env["PORT"] = str(self.port)
 
     def start(self):
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(  # noqa: S603 (a fixed command line)
-                [str(ROOT / ".venv/bin/gunicorn"), "-c", "config/gunicorn.py", "config.wsgi"],
+                [str(ROOT / "scripts/web.sh")],
                 cwd=ROOT,
                 env=self.env,
                 stdout=output,
@@ -72,7 +81,7 @@ class ProductionWeb(WebServer):
             with socket.socket() as probe:
                 return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
-        wait_until(listening, timeout=20, what="gunicorn")
+        wait_until(listening, timeout=20, what="the web process")
         return self
 
 
@@ -204,7 +213,7 @@ def test_two_webs_two_workers__rollout_reaches_every_deployment_once(machines, f
     assert {"toggles.tasks.rollout_advance", "toggles.tasks.rollout_targets_deliver"} <= traced
 
 
-def test_two_gunicorn_workers__metrics_add_up_their_counts(machines):
+def test_two_web_workers__metrics_add_up_their_counts(machines):
     (web_a, _), _ = machines
 
     def hit(_):
