@@ -36,7 +36,7 @@ from toggles.signing import jwks, signature_verify
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 FAST = {
-    "REDLINE_ROLLOUT_TIMEOUT_SECONDS": 1,
+    "REDLINE_ROLLOUT_TIMEOUT_SECONDS": 2,
     "REDLINE_ROLLOUT_BACKOFF_SECONDS": 0.2,
     "REDLINE_ROLLOUT_BACKOFF_MAX_SECONDS": 1,
     "REDLINE_ROLLOUT_MAX_ATTEMPTS": 6,
@@ -76,7 +76,7 @@ class Stack:
 
 @pytest.fixture
 def receiver():
-    server = WebhookReceiver(delay=0.05, hang_seconds=2).start()
+    server = WebhookReceiver(delay=0.05, hang_seconds=3).start()
     yield server
     server.stop()
 
