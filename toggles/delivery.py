@@ -12,7 +12,7 @@ import urllib3
 USER_AGENT = "redline-rollout/1"
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 429})
 ERROR_BODY_EXCERPT = 200
-POOL_SIZE = 20
+POOL_SIZE = 50
 
 
 class Outcome(StrEnum):

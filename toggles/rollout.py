@@ -73,7 +73,7 @@ IN_FLIGHT_MARGIN = timedelta(seconds=2)
 # A push that finds another version in flight to the same deployment looks again after this.
 BUSY_RETRY_SECONDS = 1.0
 # Targets pushed by one task, their requests sent together (one thread each).
-DELIVERY_BATCH = 20
+DELIVERY_BATCH = 50
 
 # How long a process reuses a version's signed document for pushes, and how many it keeps.
 DOCUMENT_REUSE = timedelta(seconds=60)
@@ -499,25 +499,28 @@ def _document_fetch(version: ProfileVersion) -> tuple[bytes, str]:
 def _targets_locked(*, skip_locked: bool = False):
     return (
         RolloutTarget.objects.select_for_update(of=("self",), skip_locked=skip_locked)
-        .select_related("rollout__version", "rollout__profile", "deployment__tenant")
+        .select_related("rollout__version", "rollout__profile__tenant", "deployment__tenant")
         .order_by("pk")
     )
 
 
 def _marks_locked(pairs: set[tuple[int, int]]) -> dict[tuple[int, int], DeploymentDelivery]:
     """The delivery marks of these (deployment, profile) pairs, made if missing, locked in
-    one order everywhere."""
-    DeploymentDelivery.objects.bulk_create(
-        [DeploymentDelivery(deployment_id=d, profile_id=p) for d, p in sorted(pairs)],
-        ignore_conflicts=True,
-    )
-    wanted = reduce(or_, (Q(deployment_id=d, profile_id=p) for d, p in pairs))
-    marks = (
-        DeploymentDelivery.objects.select_for_update()
-        .filter(wanted)
-        .order_by("deployment_id", "profile_id")
-    )
-    return {(mark.deployment_id, mark.profile_id): mark for mark in marks}
+    deployment order (a mark made here is locked after the others)."""
+
+    def locked(wanted: set[tuple[int, int]]):
+        query = reduce(or_, (Q(deployment_id=d, profile_id=p) for d, p in wanted))
+        marks = DeploymentDelivery.objects.select_for_update().filter(query)
+        return {(m.deployment_id, m.profile_id): m for m in marks.order_by("deployment_id")}
+
+    found = locked(pairs)
+    if missing := pairs - found.keys():
+        DeploymentDelivery.objects.bulk_create(
+            [DeploymentDelivery(deployment_id=d, profile_id=p) for d, p in sorted(missing)],
+            ignore_conflicts=True,
+        )
+        found |= locked(missing)
+    return found
 
 
 def _mark_of(target: RolloutTarget) -> tuple[int, int]:
