@@ -133,20 +133,20 @@ def assert_applied_once_each(receiver, paths, tenant: str, newest: int) -> None:
 
 
 def test_worker_killed_mid_rollout__new_worker_delivers_everything_once(stack, receiver):
-    receiver.delay = 0.3
-    paths = fleet(receiver, "kill", 60)
+    receiver.delay = 1.0
+    paths = fleet(receiver, "kill", 150)  # pushed 50 at a time: at most 100 in flight
     victim = paths[5]
-    receiver.slow(victim, 2.0)  # answers 200 and applies, but only after the worker is gone
+    receiver.slow(victim, 3.0)  # answers 200 and applies, but only after the worker is gone
     stack.write_versions("kill", 500)
     first = stack.start_worker()
     wait_until(lambda: victim in receiver.arrived, timeout=30, what="the slow request")
     first.kill()
     in_flight = RolloutTarget.objects.get(deployment__slug=victim, status=TargetStatus.DELIVERING)
     assert in_flight.attempts == 1
-    assert len(receiver.arrived) < 60
+    assert len(receiver.arrived) <= 101
 
     stack.start_worker()
-    wait_until(all_delivered("kill", 2, 60), timeout=60, what="every target delivered")
+    wait_until(all_delivered("kill", 2, 150), timeout=90, what="every target delivered")
 
     assert_applied_once_each(receiver, paths, "kill", newest=2)
     assert receiver.keys(victim) == {f"kill/{victim}:default:2": 2}  # re-sent, applied once
@@ -161,16 +161,16 @@ def test_worker_killed_mid_rollout__new_worker_delivers_everything_once(stack, r
 
 def test_redis_restarted_mid_rollout__rollout_completes(stack, receiver):
     receiver.delay = 0.5
-    paths = fleet(receiver, "restart", 100)
+    paths = fleet(receiver, "restart", 200)  # pushed 50 at a time: at most 100 in flight
     stack.write_versions("restart", 500)
     stack.start_worker()
     wait_until(lambda: len(receiver.arrived) >= 2, timeout=30, what="the general wave")
     stack.redis.stop()  # its queue (pushes not yet taken by the worker) is lost with it
-    not_yet_sent = 100 - len(receiver.arrived)
+    not_yet_sent = 200 - len(receiver.arrived)
     stack.redis.start()
-    assert not_yet_sent >= 20
+    assert not_yet_sent >= 99
 
-    wait_until(all_delivered("restart", 2, 100), timeout=90, what="every target delivered")
+    wait_until(all_delivered("restart", 2, 200), timeout=90, what="every target delivered")
     assert_applied_once_each(receiver, paths, "restart", newest=2)
     wait_until(
         lambda: (
