@@ -16,7 +16,13 @@ def deployment_config_ack(*, deployment: Deployment, version: int) -> Deployment
     Versions only increase: acknowledging an older version than the last one is refused, the
     same one again changes nothing, and a version the profile has not reached is refused.
     """
-    locked = Deployment.objects.select_for_update().select_related("tenant").get(pk=deployment.pk)
+    # NO KEY UPDATE on the deployment row alone: rows that merely point at the deployment
+    # (rollout targets, written while the audit chain's lock is held) can still be inserted.
+    locked = (
+        Deployment.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("tenant")
+        .get(pk=deployment.pk)
+    )
     profile = Profile.objects.filter(tenant_id=locked.tenant_id, name=locked.profile_name).first()
     if profile is None:
         raise NotFound(
