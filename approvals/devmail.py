@@ -48,14 +48,14 @@ class StoredMail:
 
 
 def _read(path: Path) -> StoredMail:
-    message = message_from_bytes(path.read_bytes(), policy=policy.default)
+    message = message_from_bytes(path.read_bytes().replace(b"\r\n", b"\n"), policy=policy.default)
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
     return StoredMail(
         name=path.name,
-        sender=str(message["From"] or ""),
-        to=str(message["To"] or ""),
-        subject=str(message["Subject"] or ""),
+        sender=str(message["From"] or "").strip(),
+        to=str(message["To"] or "").strip(),
+        subject=str(message["Subject"] or "").strip(),
         date=parsedate_to_datetime(message["Date"]) if message["Date"] else None,
         text=text.get_content() if text else "",
         html=html.get_content() if html else "",
