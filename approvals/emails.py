@@ -237,3 +237,34 @@ def brake_pulled_send(*, event_id: int, recipient_id: int) -> bool:
         return False
     brake_pulled_message(event=event, tenant=tenant, recipient=recipient).send()
     return True
+
+
+# Rollout paused ------------------------------------------------------------------------------
+
+
+def rollout_paused_message(*, event: AuditEvent, tenant: Tenant, recipient):
+    data = event.data
+    return _message(
+        subject=f"Rollout of version {data['version']} paused for {tenant.name}: "
+        f"canary {data['canary']} failed",
+        template="rollout_paused",
+        context={
+            "tenant": tenant,
+            "version": data["version"],
+            "canary": data["canary"],
+            "error": data["error"],
+            "rollout": data["rollout"],
+            "at": event.created_at,
+        },
+        to=recipient,
+    )
+
+
+def rollout_paused_send(*, event_id: int, recipient_id: int) -> bool:
+    event = AuditEvent.objects.filter(pk=event_id, action="rollout.paused").first()
+    recipient = User.objects.filter(pk=recipient_id, is_active=True).exclude(email="").first()
+    tenant = Tenant.objects.filter(slug=event.tenant).first() if event else None
+    if tenant is None or recipient is None:
+        return False
+    rollout_paused_message(event=event, tenant=tenant, recipient=recipient).send()
+    return True

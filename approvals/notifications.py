@@ -62,3 +62,11 @@ def notify_brake_pulled(*, tenant: Tenant, event_id: int) -> None:
 
     for user in outcome_recipients(tenant):
         transaction.on_commit(partial(send_brake_pulled.delay, event_id, user.pk))
+
+
+def notify_rollout_paused(*, tenant: Tenant, event_id: int) -> None:
+    """Both parties learn that a failed canary paused a rollout."""
+    from approvals.tasks import send_rollout_paused
+
+    for user in outcome_recipients(tenant):
+        transaction.on_commit(partial(send_rollout_paused.delay, event_id, user.pk))

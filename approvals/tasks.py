@@ -38,3 +38,8 @@ def send_request_closed(change_request_id: int, recipient_id: int) -> bool:
 @shared_task(**MAIL_RETRY)
 def send_brake_pulled(event_id: int, recipient_id: int) -> bool:
     return emails.brake_pulled_send(event_id=event_id, recipient_id=recipient_id)
+
+
+@shared_task(**MAIL_RETRY)
+def send_rollout_paused(event_id: int, recipient_id: int) -> bool:
+    return emails.rollout_paused_send(event_id=event_id, recipient_id=recipient_id)
