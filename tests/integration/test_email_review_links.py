@@ -630,11 +630,11 @@ def test_guessing__wrong_passwords_per_reviewer__429_from_any_client(cr):
 @override_settings(REDLINE_CLIENT_IP_META="HTTP_X_REAL_IP", REDLINE_REVIEW_FAILURE_LIMIT=1)
 def test_guessing__behind_a_proxy__counted_per_forwarded_client(cr):
     url = link_for(cr)
-    proxy = address()
+    proxy, guesser, reviewer = address(), address(), address()
 
-    guess = browser(ip=proxy).get("/review/nope/", headers={"X-Real-IP": "198.51.100.7"})
+    guess = browser(ip=proxy).get("/review/nope/", headers={"X-Real-IP": guesser})
     assert guess.status_code == 404
-    blocked = browser(ip=proxy).get(url, headers={"X-Real-IP": "198.51.100.7"})
-    other = browser(ip=proxy).get(url, headers={"X-Real-IP": "198.51.100.8"})
+    blocked = browser(ip=proxy).get(url, headers={"X-Real-IP": guesser})
+    other = browser(ip=proxy).get(url, headers={"X-Real-IP": reviewer})
 
     assert (blocked.status_code, other.status_code) == (429, 200)

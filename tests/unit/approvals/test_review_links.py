@@ -1,6 +1,7 @@
 """Review link tokens: what is stored, what a token is bound to, and what using one does."""
 
 import hashlib
+import secrets
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -40,6 +41,11 @@ def change_request(demo):
     )
 
 
+def client() -> str:
+    """A client address of its own: failed attempts are counted per client in Redis."""
+    return f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+
+
 def membership(username: str) -> Membership:
     return Membership.objects.get(user__username=username, tenant__slug="demo")
 
@@ -48,9 +54,9 @@ def issue(change_request, username: str = "customer-reviewer-1") -> str:
     return review_link_issue(change_request=change_request, membership=membership(username))
 
 
-def refusal(token: str, user=ANONYMOUS, client: str = "192.0.2.1") -> ReviewLinkRefused:
+def refusal(token: str, user=ANONYMOUS) -> ReviewLinkRefused:
     with pytest.raises(ReviewLinkRefused) as refused:
-        review_link_open(token=token, client=client, user=user)
+        review_link_open(token=token, client=client(), user=user)
     return refused.value
 
 
@@ -112,7 +118,7 @@ def test_open__valid_token__returns_link_and_changes_nothing(change_request):
     token = issue(change_request)
     events = AuditEvent.objects.count()
 
-    link = review_link_open(token=token, client="192.0.2.1", user=ANONYMOUS)
+    link = review_link_open(token=token, client=client(), user=ANONYMOUS)
 
     assert link.reviewer.username == "customer-reviewer-1"
     link.refresh_from_db()
@@ -147,7 +153,7 @@ def test_open__signed_with_rotated_key__valid_while_key_is_a_fallback(change_req
         token = issue(change_request)
 
     with override_settings(SECRET_KEY="new-key-" * 8, SECRET_KEY_FALLBACKS=["old-key-" * 8]):
-        assert review_link_open(token=token, client="192.0.2.1", user=ANONYMOUS)
+        assert review_link_open(token=token, client=client(), user=ANONYMOUS)
     with override_settings(SECRET_KEY="new-key-" * 8, SECRET_KEY_FALLBACKS=[]):
         assert refusal(token).code == "unknown"
 
@@ -155,7 +161,7 @@ def test_open__signed_with_rotated_key__valid_while_key_is_a_fallback(change_req
 def test_link_row__rebound_or_unused__database_refuses(change_request):
     token = issue(change_request)
     review_link_decide(
-        token=token, client="192.0.2.1", user=ANONYMOUS, verdict="approve", password=DEMO_PASSWORD
+        token=token, client=client(), user=ANONYMOUS, verdict="approve", password=DEMO_PASSWORD
     )
     other = User.objects.get(username="customer-reviewer-2")
 
@@ -172,7 +178,7 @@ def test_decide__right_password__email_decision_and_link_used(change_request):
 
     decision = review_link_decide(
         token=token,
-        client="192.0.2.1",
+        client=client(),
         user=ANONYMOUS,
         verdict="reject",
         comment="  not during the exercise  ",
@@ -198,19 +204,19 @@ def test_decide__wrong_password__nothing_decided_link_still_usable(change_reques
 
     with pytest.raises(WrongPassword, match="That is not the password of customer-reviewer-1"):
         review_link_decide(
-            token=token, client="192.0.2.1", user=ANONYMOUS, verdict="approve", password="guess"
+            token=token, client=client(), user=ANONYMOUS, verdict="approve", password="guess"
         )
 
     assert not Decision.objects.exists()
     assert ReviewLink.objects.get().used_at is None
-    assert review_link_open(token=token, client="192.0.2.1", user=ANONYMOUS)
+    assert review_link_open(token=token, client=client(), user=ANONYMOUS)
 
 
 def test_decide__signed_in_as_the_reviewer__no_password_needed(change_request):
     token = issue(change_request)
     reviewer = User.objects.get(username="customer-reviewer-1")
 
-    decision = review_link_decide(token=token, client="192.0.2.1", user=reviewer, verdict="approve")
+    decision = review_link_decide(token=token, client=client(), user=reviewer, verdict="approve")
 
     assert (decision.reviewer, decision.channel) == (reviewer, Channel.EMAIL)
 
@@ -225,7 +231,7 @@ def test_decide__password_of_another_reviewer__refused(change_request):
     with pytest.raises(WrongPassword):
         review_link_decide(
             token=token,
-            client="192.0.2.1",
+            client=client(),
             user=ANONYMOUS,
             verdict="approve",
             password="intruder-password",
