@@ -239,7 +239,8 @@ def test_rate_limit__over_rate__429_with_whole_seconds(client, token, three_per_
     assert wait.isdigit() and 1 <= int(wait) <= 60
     assert response.json() == {
         "error": "throttled",
-        "detail": f"Request was throttled. Expected available in {wait} seconds.",
+        "detail": f"Request was throttled. Expected available in {wait} "
+        f"second{'' if wait == '1' else 's'}.",
     }
 
 
@@ -274,5 +275,6 @@ def test_rate_limit__ack_and_ofrep__share_the_budget(client, token, demo, three_
     wait = response["Retry-After"]
     assert response.json() == {
         "error": "throttled",
-        "detail": f"Request was throttled. Expected available in {wait} seconds.",
+        "detail": f"Request was throttled. Expected available in {wait} "
+        f"second{'' if wait == '1' else 's'}.",
     }

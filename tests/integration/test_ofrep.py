@@ -209,7 +209,8 @@ def test_evaluate_flag__over_rate__429_whole_seconds(client, token, settings):
     wait = response["Retry-After"]
     assert wait.isdigit() and 1 <= int(wait) <= 60
     assert response.json() == {
-        "errorDetails": f"Request was throttled. Expected available in {wait} seconds."
+        "errorDetails": f"Request was throttled. Expected available in {wait} "
+        f"second{'' if wait == '1' else 's'}."
     }
 
 
