@@ -1,6 +1,7 @@
 """Reads about tenants, parties and deployments."""
 
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 from guardian.shortcuts import get_objects_for_user
 
 from tenants.models import Deployment, DeploymentToken, Membership, Tenant
@@ -15,6 +16,11 @@ def tenants_visible_to(user, perm: str = VIEW_TENANT) -> QuerySet[Tenant]:
     return get_objects_for_user(
         user, f"tenants.{perm}", klass=Tenant, with_superuser=False, accept_global_perms=False
     )
+
+
+def tenant_visible_or_404(user, slug: str) -> Tenant:
+    """The tenant, if the user may see it; a 404 otherwise, whether or not it exists."""
+    return get_object_or_404(tenants_visible_to(user), slug=slug)
 
 
 def membership_of(*, user, tenant: Tenant) -> Membership | None:

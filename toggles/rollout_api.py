@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tenants.models import Tenant
-from tenants.selectors import tenants_visible_to
+from tenants.selectors import tenant_visible_or_404
 from toggles.models import DeliveryMode, Rollout, RolloutStatus, RolloutTarget, TargetStatus
 from toggles.rollout import WAVE_NAMES, rollout_progress, rollout_resume, rollouts_with_counts
 
@@ -19,7 +19,7 @@ LIST_LIMIT = 100
 
 
 def _visible_tenant(request, slug: str) -> Tenant:
-    return get_object_or_404(tenants_visible_to(request.user), slug=slug)
+    return tenant_visible_or_404(request.user, slug)
 
 
 def _rollout_in(request, tenant: str, pk: int) -> Rollout:

@@ -28,12 +28,12 @@ from approvals.services import (
 )
 from config.errors import ValidationFailed
 from tenants.models import Tenant
-from tenants.selectors import tenants_visible_to
+from tenants.selectors import tenant_visible_or_404, tenants_visible_to
 from toggles.models import Capability, Profile, ProfileVersion
 
 
 def visible_tenant(request, slug: str) -> Tenant:
-    return get_object_or_404(tenants_visible_to(request.user), slug=slug)
+    return tenant_visible_or_404(request.user, slug)
 
 
 class TenantListApi(APIView):

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 
 from tenants.models import Membership, Role, Tenant
 from tenants.permissions import (
@@ -13,7 +12,7 @@ from tenants.permissions import (
     ROLE_PERMISSIONS,
     VIEW_AUDIT,
 )
-from tenants.selectors import membership_of, tenants_visible_to
+from tenants.selectors import membership_of, tenant_visible_or_404
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class Access:
 
 def access_for(request, slug: str) -> Access:
     """The caller's access to a tenant; 404 when they may not see it at all."""
-    tenant = get_object_or_404(tenants_visible_to(request.user), slug=slug)
+    tenant = tenant_visible_or_404(request.user, slug)
     membership = membership_of(user=request.user, tenant=tenant)
     if membership is None:
         raise Http404("no such tenant")
