@@ -17,3 +17,5 @@ REDLINE_SIGNING_KEY_FILE = Path(tempfile.mkdtemp(prefix="redline-test-keys-")) /
 REDLINE_SIGNING_KEY_GENERATE = True
 # Separate checkouts or CI jobs on one server can each name their own test database.
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("REDLINE_TEST_DATABASE", "test_redline")}  # noqa: F405
+# The flush between transactional tests lifts the TRUNCATE guards (tests/postgresql).
+DATABASES["default"]["ENGINE"] = "tests.postgresql"  # noqa: F405
