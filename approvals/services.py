@@ -5,6 +5,7 @@ and every row lock before the first audit event (the audit chain's lock is globa
 """
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +50,8 @@ from toggles.effective import effective_values
 from toggles.models import Capability, Profile, ProfileVersion, VersionKind, red_line_message
 from toggles.services import NoChange, StaleBaseVersion, profile_version_create, validate_changes
 from toggles.values import Direction, RiskTier, change_direction, safest_value
+
+log = logging.getLogger(__name__)
 
 MAX_TIME_BOX = timedelta(days=30)
 MIN_TIME_BOX = timedelta(minutes=1)
@@ -621,38 +624,53 @@ class SweepResult:
     expired: list[int] = field(default_factory=list)
     applied: list[int] = field(default_factory=list)
     reverted: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
 
 
 def change_requests_sweep(*, now: datetime | None = None) -> SweepResult:
     """Expire what is past its time, retry approved requests, revert due grants.
 
-    Each request in its own transaction, so one failure never holds back the rest.
+    Each request in its own transaction, so one failure never holds back the rest: it is
+    logged, listed in `failed` and tried again by the next sweep.
     """
     now = now or timezone.now()
     result = SweepResult()
-    due = ChangeRequest.objects.filter(status=RequestStatus.PENDING, expires_at__lte=now)
-    for pk in due.values_list("pk", flat=True):
-        with transaction.atomic():
-            if _expire_if_due(_lock_request(pk), now):
-                result.expired.append(pk)
-    for pk in ChangeRequest.objects.filter(status=RequestStatus.APPROVED).values_list(
-        "pk", flat=True
-    ):
-        with transaction.atomic():
-            cr = _lock_request(pk)
-            if _expire_if_due(cr, now):
-                result.expired.append(pk)
-            elif cr.status == RequestStatus.APPROVED:
-                _apply(cr, actor=None)
-                if cr.status == RequestStatus.APPLIED:
-                    result.applied.append(pk)
-    grants = ChangeRequest.objects.filter(
-        status=RequestStatus.APPLIED, revert_at__lte=now, reverted_at__isnull=True
-    )
-    for pk in grants.values_list("pk", flat=True):
-        with transaction.atomic():
-            if grant_revert(_lock_request(pk), now=now):
-                result.reverted.append(pk)
+
+    def expire(pk: int) -> None:
+        if _expire_if_due(_lock_request(pk), now):
+            result.expired.append(pk)
+
+    def expire_or_apply(pk: int) -> None:
+        cr = _lock_request(pk)
+        if _expire_if_due(cr, now):
+            result.expired.append(pk)
+        elif cr.status == RequestStatus.APPROVED:
+            _apply(cr, actor=None)
+            if cr.status == RequestStatus.APPLIED:
+                result.applied.append(pk)
+
+    def revert(pk: int) -> None:
+        if grant_revert(_lock_request(pk), now=now):
+            result.reverted.append(pk)
+
+    steps = [
+        (expire, ChangeRequest.objects.filter(status=RequestStatus.PENDING, expires_at__lte=now)),
+        (expire_or_apply, ChangeRequest.objects.filter(status=RequestStatus.APPROVED)),
+        (
+            revert,
+            ChangeRequest.objects.filter(
+                status=RequestStatus.APPLIED, revert_at__lte=now, reverted_at__isnull=True
+            ),
+        ),
+    ]
+    for step, due in steps:
+        for pk in due.values_list("pk", flat=True):
+            try:
+                with transaction.atomic():
+                    step(pk)
+            except Exception:
+                log.exception("sweep: change request #%s failed; the next sweep retries it", pk)
+                result.failed.append(pk)
     return result
 
 

@@ -19,7 +19,12 @@ MAIL_RETRY = {
 def sweep_change_requests() -> dict[str, list[int]]:
     """Expire overdue requests, retry approved ones, revert ended grants. Safe to repeat."""
     result = change_requests_sweep()
-    return {"expired": result.expired, "applied": result.applied, "reverted": result.reverted}
+    return {
+        "expired": result.expired,
+        "applied": result.applied,
+        "reverted": result.reverted,
+        "failed": result.failed,
+    }
 
 
 @shared_task(**MAIL_RETRY)

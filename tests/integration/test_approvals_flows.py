@@ -1,13 +1,14 @@
 """End-to-end flows of the approval engine against committed data: audit in the same
 transaction as every state change, and a chain that `verify_audit` accepts at the end."""
 
+import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
 
 from approvals.models import ChangeRequest, RequestStatus
 from approvals.services import (
@@ -175,3 +176,47 @@ def test_brake__outer_transaction_rolled_back__audit_and_stale_marks_go_with_it(
     assert cr.status == RequestStatus.PENDING
     assert AuditEvent.objects.count() == events
     assert Profile.objects.get(pk=profile.pk).current_version == 1
+
+
+def test_sweep__one_request_fails__logged_and_listed_and_the_rest_still_swept(profile, caplog):
+    """A request the sweep cannot lock (here: another session holds it past the lock
+    timeout) fails alone; the next sweep takes it."""
+    held = submit(profile, "vendor-admin", {HIGH_BOOL: False})
+    free = submit(profile, "customer-admin", {HIGH_INT: 500_000})
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row():
+        try:
+            with transaction.atomic():
+                ChangeRequest.objects.select_for_update().get(pk=held.pk)
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        result = change_requests_sweep(now=free.expires_at + timedelta(seconds=1))
+    finally:
+        release.set()
+        holder.join(10)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    assert (result.expired, result.failed) == ([free.pk], [held.pk])
+    held.refresh_from_db()
+    free.refresh_from_db()
+    assert (held.status, free.status) == (RequestStatus.PENDING, RequestStatus.EXPIRED)
+    (record,) = [r for r in caplog.records if r.name == "approvals.services"]
+    assert record.getMessage() == (
+        f"sweep: change request #{held.pk} failed; the next sweep retries it"
+    )
+    assert "LockNotAvailable" in record.exc_text
+
+    again = change_requests_sweep(now=held.expires_at + timedelta(seconds=1))
+    assert (again.expired, again.failed) == ([held.pk], [])
+    assert verify_audit_output().startswith("audit chain verifies: ")
