@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from tenants.models import Membership, Role, Tenant
@@ -17,31 +18,51 @@ from tenants.selectors import membership_of, tenant_visible_or_404
 
 @dataclass(frozen=True)
 class Access:
+    """The actions the console offers. An offboarded tenant offers none: its records stay
+    readable and nothing in it can change."""
+
     tenant: Tenant
     membership: Membership
+
+    @property
+    def is_offboarded(self) -> bool:
+        return self.tenant.offboarded_at is not None
 
     def _has(self, perm: str) -> bool:
         return perm in ROLE_PERMISSIONS[self.membership.role]
 
+    def _may(self, perm: str) -> bool:
+        return not self.is_offboarded and self._has(perm)
+
     @property
     def can_propose(self) -> bool:
-        return self._has(PROPOSE_CHANGE)
+        return self._may(PROPOSE_CHANGE)
 
     @property
     def can_review(self) -> bool:
-        return self._has(REVIEW_CHANGE)
+        return self._may(REVIEW_CHANGE)
 
     @property
     def can_brake(self) -> bool:
-        return self.membership.role in (Role.ADMIN, Role.REVIEWER)
+        return not self.is_offboarded and self.membership.role in (Role.ADMIN, Role.REVIEWER)
 
     @property
     def can_manage_deployments(self) -> bool:
-        return self._has(MANAGE_DEPLOYMENTS)
+        return self._may(MANAGE_DEPLOYMENTS)
 
     @property
     def can_view_audit(self) -> bool:
         return self._has(VIEW_AUDIT)
+
+    def require(self, allowed: bool, refusal: str) -> None:
+        """403 for an action not offered, saying why: the tenant left, or the role."""
+        if self.is_offboarded:
+            raise PermissionDenied(
+                f"{self.tenant.slug} was offboarded on {self.tenant.offboarded_at:%Y-%m-%d %H:%M}"
+                " UTC; its records are kept read-only and can no longer be changed"
+            )
+        if not allowed:
+            raise PermissionDenied(refusal)
 
 
 def access_for(request, slug: str) -> Access:

@@ -112,8 +112,7 @@ def overview(request, tenant):
 @login_required
 def propose(request, tenant):
     access = access_for(request, tenant)
-    if not access.can_propose:
-        raise PermissionDenied("your role may not propose changes")
+    access.require(access.can_propose, "your role may not propose changes")
     profile = _profile(access, request)
     capabilities = list(Capability.objects.all())
     current = _current_values(profile)
@@ -301,8 +300,7 @@ def _brakeable(profile: Profile) -> list[dict]:
 def brake(request, tenant):
     """Two steps: choose and give a reason, then confirm what will change."""
     access = access_for(request, tenant)
-    if not access.can_brake:
-        raise PermissionDenied("only admins and reviewers may pull the brake")
+    access.require(access.can_brake, "only admins and reviewers may pull the brake")
     profile = _profile(access, request)
     rows = _brakeable(profile)
     if request.method == "GET":
@@ -383,8 +381,7 @@ def policy(request, tenant):
     context = {"policy": current, "values": values, "tiers": TIERS, "parties": PARTIES}
     if request.method == "GET":
         return _page(request, "console/policy.html", access, **context)
-    if not access.can_propose:
-        raise PermissionDenied("your role may not propose changes")
+    access.require(access.can_propose, "your role may not propose changes")
     try:
         changes = _policy_changes(request.POST, values)
         cr = change_request_submit(
@@ -434,8 +431,7 @@ def deployments(request, tenant):
 
 def _managed_deployment(request, tenant, slug) -> tuple[Access, Deployment]:
     access = access_for(request, tenant)
-    if not access.can_manage_deployments:
-        raise PermissionDenied("your role may not manage deployments")
+    access.require(access.can_manage_deployments, "your role may not manage deployments")
     return access, get_object_or_404(Deployment, tenant=access.tenant, slug=slug)
 
 
