@@ -21,6 +21,7 @@ from audit.models import AuditEvent
 from tenants.models import Tenant
 from tenants.selectors import party_of
 from toggles.models import Capability
+from toggles.values import value_text
 
 User = get_user_model()
 
@@ -39,17 +40,6 @@ class ChangeRow:
     new: str
     direction: str
     risk_tier: str
-
-
-def show_value(value) -> str:
-    """A setting's value as a reviewer reads it."""
-    if value is True:
-        return "on"
-    if value is False:
-        return "off"
-    if value is None:
-        return "none"
-    return str(value)
 
 
 def person(user) -> str:
@@ -76,8 +66,8 @@ def change_rows(cr: ChangeRequest) -> list[ChangeRow]:
         ChangeRow(
             key=key,
             title=titles[key][0],
-            old=show_value(cr.previous[key]),
-            new=show_value(new),
+            old=value_text(cr.previous[key]),
+            new=value_text(new),
             direction=cr.directions[key],
             risk_tier=titles[key][1],
         )

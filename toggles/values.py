@@ -141,3 +141,15 @@ def change_direction(spec: CapabilitySpec, old: Any, new: Any) -> Direction:
                 else Direction.LOOSENING
             )
     return Direction.LOOSENING
+
+
+def value_text(value: Any) -> str:
+    """A value as people read it, alike in the console and in mail: booleans as on/off,
+    no value as a dash (never "none", which is a choice of several capabilities)."""
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    if value is None:
+        return "—"
+    return str(value)

@@ -1,20 +1,12 @@
 from django import template
 
 from approvals.console.forms import field_name
+from toggles.values import value_text
 
 register = template.Library()
 
 
-@register.filter
-def show_value(value) -> str:
-    """A capability value as a reviewer reads it."""
-    if value is True:
-        return "on"
-    if value is False:
-        return "off"
-    if value is None:
-        return "—"
-    return str(value)
+register.filter("show_value", value_text)
 
 
 @register.filter
@@ -26,4 +18,3 @@ def get_item(mapping, key):
 def field_name_of(capability) -> str:
     """The form field of a capability's widget."""
     return field_name(capability)
-

@@ -15,6 +15,7 @@ from toggles.values import (
     change_direction,
     safest_value,
     validate_value,
+    value_text,
 )
 
 KEY = "test.setting"
@@ -302,3 +303,11 @@ def test_change_direction__reversed_change__is_the_opposite(triple):
 def test_change_direction__any_text_change__loosens(spec, old, new):
     assume(old != new)
     assert change_direction(spec, old, new) == Direction.LOOSENING
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(True, "on"), (False, "off"), (None, "—"), ("none", "none"), (0.5, "0.5"), (25, "25")],
+)
+def test_value_text__as_console_and_mail_show_it__no_value_is_never_the_choice_none(value, text):
+    assert value_text(value) == text
