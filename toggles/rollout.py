@@ -17,7 +17,8 @@ of older versions and plans one RolloutTarget per deployment.
   roll back with a change request that restores an earlier version
   (approvals.rollback.rollback_request_submit).
 * rollouts_reconcile (Celery beat) re-queues what a crashed worker or a lost broker
-  message left behind, so nothing hangs.
+  message left behind, so nothing hangs, and lets deployments added after a rollout
+  started join the rollout of their profile's current version.
 
 No row lock is held across an HTTP request. Lock order: a profile's rollouts (ascending),
 then targets, then delivery marks; every row lock before the first audit event.
@@ -34,7 +35,7 @@ from operator import or_
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
@@ -858,12 +859,13 @@ def rollouts_reconcile(*, now: datetime | None = None) -> dict[str, int]:
     advance every open rollout. Run by Celery beat; safe to run at any time, any number."""
     now = now or timezone.now()
     stuck_before = now - timedelta(seconds=_setting("STUCK_SECONDS"))
-    result = {"started": 0, "requeued": 0, "reported": 0, "timed_out": 0}
+    result = {"started": 0, "joined": 0, "requeued": 0, "reported": 0, "timed_out": 0}
     for rollout_id in Rollout.objects.filter(
         status=RolloutStatus.PENDING, created_at__lt=stuck_before
     ).values_list("pk", flat=True):
         rollout_advance(rollout_id=rollout_id)
         result["started"] += 1
+    result["joined"] = _join_late_deployments(now)
     result["reported"], result["timed_out"] = _reconcile_reports(now)
     with transaction.atomic():
         stuck = list(
@@ -887,6 +889,89 @@ def rollouts_reconcile(*, now: datetime | None = None) -> dict[str, int]:
     if any(result.values()):
         log.info("rollout reconcile: %s", result)
     return result
+
+
+def _join_late_deployments(now: datetime) -> int:
+    """Deployments that follow a profile but have no part in the rollout of its current
+    version (added, or pointed at the profile, after that rollout started) join it, so
+    every deployment ends up running the current version."""
+    current = (
+        Rollout.objects.filter(
+            profile__tenant_id=OuterRef("tenant_id"), profile__name=OuterRef("profile_name")
+        )
+        .order_by("-version__number")
+        .values("pk")[:1]
+    )
+    has_target = RolloutTarget.objects.filter(
+        rollout_id=OuterRef("current_rollout"), deployment_id=OuterRef("pk")
+    )
+    late = (
+        Deployment.objects.annotate(current_rollout=Subquery(current))
+        .filter(current_rollout__isnull=False)
+        .exclude(Exists(has_target))
+        .order_by("pk")
+        .values_list("current_rollout", "pk")
+    )
+    return sum(_join(rollout_id, deployment_id, now=now) for rollout_id, deployment_id in late)
+
+
+def _join(rollout_id: int, deployment_id: int, *, now: datetime) -> bool:
+    with transaction.atomic():
+        rollout = _locked(rollout_id)
+        deployment = Deployment.objects.select_related("tenant").get(pk=deployment_id)
+        if (
+            rollout.status in (RolloutStatus.PENDING, RolloutStatus.SUPERSEDED)
+            or deployment.profile_name != rollout.profile.name
+            or rollout.targets.filter(deployment=deployment).exists()
+        ):
+            return False  # its start plans it, a newer rollout takes it, or it moved on
+        number = rollout.version.number
+        reported = (
+            DeploymentDelivery.objects.filter(deployment=deployment, profile=rollout.profile)
+            .values_list("reported_version", flat=True)
+            .first()
+        )
+        has_it = (reported or 0) >= number
+        wave = Wave.CANARY if deployment.is_canary else Wave.GENERAL
+        mode = DeliveryMode.PUSH if deployment.webhook_url else DeliveryMode.PULL
+        released = wave <= rollout.wave
+        target = RolloutTarget.objects.create(
+            rollout=rollout,
+            deployment=deployment,
+            wave=wave,
+            mode=mode,
+            status=TargetStatus.DELIVERED if has_it else TargetStatus.PENDING,
+            settled_at=now if has_it else None,
+            released_at=now if released else None,
+            next_attempt_at=now if released and mode == DeliveryMode.PUSH else None,
+        )
+        reopened = not has_it and rollout.status in (
+            RolloutStatus.COMPLETED,
+            RolloutStatus.FAILED,
+        )
+        if reopened:
+            rollout.status = RolloutStatus.ACTIVE
+            rollout.finished_at = None
+            rollout.status_reason = ""
+            rollout.save(update_fields=["status", "finished_at", "status_reason"])
+        changes = _Changes()
+        changes.audit(
+            "rollout.deployment_joined",
+            tenant=deployment.tenant.slug,
+            target=f"profile:{rollout.profile}",
+            data={
+                "rollout": rollout.pk,
+                "version": number,
+                "deployment": deployment.slug,
+                "mode": mode,
+                "already_delivered": has_it,
+                "reopened": reopened,
+            },
+        )
+        changes.finish()
+        if released and mode == DeliveryMode.PUSH and not has_it:
+            _after_commit(_queue_deliveries, [target.pk])
+    return True
 
 
 def _reconcile_reports(now: datetime) -> tuple[int, int]:

@@ -488,3 +488,76 @@ def test_targets__one_per_deployment_following_the_profile(fleet, receiver):
     rollout = started(fleet, 500)
     assert sorted(statuses(rollout)) == ["c1", "g1", "g2"]
     assert RolloutTarget.objects.filter(rollout=rollout, wave=Wave.CANARY).count() == 1
+
+
+def test_reconcile__push_deployment_added_after_completion__joins_and_gets_the_version(
+    fleet, receiver
+):
+    rollout = started(fleet, 500)
+    push_open(rollout)
+    rollout_advance(rollout_id=rollout.pk)
+    push_open(rollout)
+    rollout_advance(rollout_id=rollout.pk)
+    rollout.refresh_from_db()
+    assert rollout.status == RolloutStatus.COMPLETED
+    deployment_create(tenant=fleet, slug="late", webhook_url=receiver.url("late"))
+    deployment_create(tenant=fleet, slug="elsewhere", profile_name="other")
+
+    assert rollouts_reconcile()["joined"] == 1
+    rollout.refresh_from_db()
+    late = rollout.targets.get(deployment__slug="late")
+    assert (rollout.status, rollout.finished_at) == (RolloutStatus.ACTIVE, None)
+    assert (late.status, late.mode, late.wave) == (TargetStatus.PENDING, "push", Wave.GENERAL)
+    assert late.released_at is not None
+    joined = AuditEvent.objects.get(action="rollout.deployment_joined")
+    assert joined.data == {
+        "rollout": rollout.pk,
+        "version": 2,
+        "deployment": "late",
+        "mode": "push",
+        "already_delivered": False,
+        "reopened": True,
+    }
+    assert rollouts_reconcile()["joined"] == 0
+
+    push_open(rollout)
+    rollout_advance(rollout_id=rollout.pk)
+    rollout.refresh_from_db()
+    assert receiver.applied["late"] == [2]
+    assert rollout.status == RolloutStatus.COMPLETED
+    assert statuses(rollout)["late"] == TargetStatus.DELIVERED
+    assert actions("fleet")[-3:] == [
+        "rollout.deployment_joined",
+        "rollout_targets.delivered",
+        "rollout.completed",
+    ]
+
+
+def test_reconcile__pull_deployment_that_already_has_the_version__joins_delivered(demo):
+    rollout = started(demo.tenant, 500)
+    late = deployment_create(tenant=demo.tenant, slug="late-pull")
+    rollout_record_fetch(deployment_id=late.pk, profile_id=rollout.profile_id, version=2)
+
+    assert rollouts_reconcile()["joined"] == 1
+    target = rollout.targets.get(deployment=late)
+    assert (target.status, target.mode) == (TargetStatus.DELIVERED, "pull")
+    rollout.refresh_from_db()
+    assert rollout.status == RolloutStatus.ACTIVE  # the canary has not fetched yet
+    assert AuditEvent.objects.get(action="rollout.deployment_joined").data["reopened"] is False
+
+
+def test_reconcile__canary_added_during_the_canary_wave__general_wave_waits_for_it(fleet, receiver):
+    rollout = started(fleet, 500)
+    deployment_create(tenant=fleet, slug="c2", webhook_url=receiver.url("c2"), is_canary=True)
+    assert rollouts_reconcile()["joined"] == 1
+    c2 = rollout.targets.get(deployment__slug="c2")
+    assert (c2.wave, c2.released_at is not None) == (Wave.CANARY, True)
+
+    targets_deliver(target_ids=[rollout.targets.get(deployment__slug="c1").pk])
+    rollout_advance(rollout_id=rollout.pk)
+    rollout.refresh_from_db()
+    assert rollout.wave == Wave.CANARY
+    targets_deliver(target_ids=[c2.pk])
+    rollout_advance(rollout_id=rollout.pk)
+    rollout.refresh_from_db()
+    assert rollout.wave == Wave.GENERAL
