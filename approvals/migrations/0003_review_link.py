@@ -32,30 +32,57 @@ DROP FUNCTION redline_review_link_guard();
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0002_guard_triggers'),
+        ("approvals", "0002_guard_triggers"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ReviewLink',
+            name="ReviewLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('membership_id', models.BigIntegerField()),
-                ('party', models.CharField(max_length=16)),
-                ('role', models.CharField(max_length=16)),
-                ('digest', models.CharField(help_text='The request digest the link is bound to', max_length=71)),
-                ('selector_hash', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
-                ('used_at', models.DateTimeField(blank=True, null=True)),
-                ('change_request', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='review_links', to='approvals.changerequest')),
-                ('reviewer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("membership_id", models.BigIntegerField()),
+                ("party", models.CharField(max_length=16)),
+                ("role", models.CharField(max_length=16)),
+                (
+                    "digest",
+                    models.CharField(
+                        help_text="The request digest the link is bound to", max_length=71
+                    ),
+                ),
+                ("selector_hash", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
+                ("used_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "change_request",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="review_links",
+                        to="approvals.changerequest",
+                    ),
+                ),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('change_request', 'reviewer'), name='one_review_link_per_reviewer')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("change_request", "reviewer"), name="one_review_link_per_reviewer"
+                    )
+                ],
             },
         ),
         migrations.RunSQL(GUARD, UNGUARD),

@@ -4,20 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deployment',
-            name='acked_at',
+            model_name="deployment",
+            name="acked_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='acked_version',
-            field=models.PositiveIntegerField(blank=True, help_text='The profile version the deployment reports it applied', null=True),
+            model_name="deployment",
+            name="acked_version",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="The profile version the deployment reports it applied",
+                null=True,
+            ),
         ),
     ]

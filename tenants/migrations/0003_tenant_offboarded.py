@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0002_deployment_ack'),
+        ("tenants", "0002_deployment_ack"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='tenant',
-            name='offboarded_at',
-            field=models.DateTimeField(blank=True, help_text='Set once by offboarding; the tenant is read-only after', null=True),
+            model_name="tenant",
+            name="offboarded_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="Set once by offboarding; the tenant is read-only after",
+                null=True,
+            ),
         ),
     ]
