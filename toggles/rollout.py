@@ -11,7 +11,8 @@ of older versions and plans one RolloutTarget per deployment.
 * Pull deployments are delivered when they fetch or acknowledge the version
   (rollout_fetch_seen from the config hot path, rollout_record_ack from the ack view).
 * Waves: canaries first; every other deployment once every canary is delivered and the
-  soak time (REDLINE_ROLLOUT_SOAK_SECONDS) has passed. A failed canary pauses the rollout
+  soak time (REDLINE_ROLLOUT_SOAK_SECONDS) has passed. A version that only tightens goes
+  to every deployment at once (version_only_tightens). A failed canary pauses the rollout
   and announces it (audit event, log warning, and the rollout_paused signal for whoever
   mails the parties); an admin of either party resumes it (rollout_resume), or the parties
   roll back with a change request that restores an earlier version
@@ -48,6 +49,7 @@ from tenants.permissions import MANAGE_DEPLOYMENTS
 from tenants.selectors import membership_allowing
 from toggles.delivery import Outcome, PushResult, backoff_delay, push
 from toggles.documents import catalog_current, document_load
+from toggles.effective import effective_values
 from toggles.models import (
     DeliveryMode,
     DeploymentDelivery,
@@ -61,6 +63,7 @@ from toggles.models import (
 )
 from toggles.serving import REDIS_ERRORS, config_cache, document_key
 from toggles.signing import SIGNATURE_HEADER
+from toggles.values import Direction, change_direction
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +244,10 @@ def _start(rollout_id: int, profile_id: int) -> None:
             "deployment_id", "reported_version"
         )
     )
-    rollout.wave = Wave.CANARY if any(d.is_canary for d in deployments) else Wave.GENERAL
+    canary_first = any(d.is_canary for d in deployments) and not version_only_tightens(
+        rollout.version
+    )
+    rollout.wave = Wave.CANARY if canary_first else Wave.GENERAL
     targets = []
     for deployment in deployments:
         wave = Wave.CANARY if deployment.is_canary else Wave.GENERAL
@@ -273,6 +279,7 @@ def _start(rollout_id: int, profile_id: int) -> None:
             "version": number,
             "deployments": len(targets),
             "canaries": sum(t.wave == Wave.CANARY for t in targets),
+            "canary_first": canary_first,
             "push": sum(t.mode == DeliveryMode.PUSH for t in targets),
             "already_delivered": sum(t.status == TargetStatus.DELIVERED for t in targets),
         },
@@ -287,6 +294,22 @@ def _start(rollout_id: int, profile_id: int) -> None:
     )
     _evaluate(rollout, changes)
     changes.finish()
+
+
+def version_only_tightens(version: ProfileVersion) -> bool:
+    """Whether every setting the version changes moves to its safer side (a brake, a
+    grant's end, a tightening). Such a version goes to every deployment at once: a canary
+    guards against what loosens, and holding a tightening back would only delay safety."""
+    parent = version.parent
+    if parent is None:
+        return False
+    specs = catalog_current().specs
+    before = effective_values(specs, parent.values)
+    after = effective_values(specs, version.values)
+    return all(
+        change_direction(spec, before[spec.key], after[spec.key]) != Direction.LOOSENING
+        for spec in specs
+    )
 
 
 def _supersede(rollout: Rollout, *, by: Rollout, changes: _Changes) -> None:

@@ -49,7 +49,7 @@ def test_rollout_to_500_push_deployments(tmp_path, catalog):
         worker = Worker(env, tmp_path / "worker.log", concurrency=2, beat=False).start()
         worker.wait_ready()
 
-        write_versions(env, tenant="bench", limits=[500])
+        write_versions(env, tenant="bench", limits=[700])
         targets = RolloutTarget.objects.filter(rollout__version__number=2)
         started = time.monotonic()
         wait_until(

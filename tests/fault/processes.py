@@ -216,13 +216,15 @@ for limit in {limits!r}:
         changes={{"usage.rate_limit_per_minute": limit}},
         actor=None,
         reason="fault test",
-        kind=VersionKind.TIGHTENING,
+        kind=VersionKind.CHANGE_REQUEST if limit > 600 else VersionKind.TIGHTENING,
     )
 """
 
 
 def write_versions(env: dict[str, str], *, tenant: str, limits: list[int]) -> None:
-    """Write one version per limit, each in its own transaction, from a process of its own."""
+    """Write one version per limit, each in its own transaction, from a process of its own.
+
+    Limits above the default 600 loosen, so the rollout goes to canaries first."""
     subprocess.run(
         [sys.executable, "-c", WRITE_VERSIONS.format(tenant=tenant, limits=limits)],
         cwd=ROOT,

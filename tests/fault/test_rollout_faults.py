@@ -137,7 +137,7 @@ def test_worker_killed_mid_rollout__new_worker_delivers_everything_once(stack, r
     paths = fleet(receiver, "kill", 150)  # pushed 50 at a time: at most 100 in flight
     victim = paths[5]
     receiver.slow(victim, 3.0)  # answers 200 and applies, but only after the worker is gone
-    stack.write_versions("kill", 500)
+    stack.write_versions("kill", 700)
     first = stack.start_worker()
     wait_until(lambda: victim in receiver.arrived, timeout=30, what="the slow request")
     first.kill()
@@ -162,7 +162,7 @@ def test_worker_killed_mid_rollout__new_worker_delivers_everything_once(stack, r
 def test_redis_restarted_mid_rollout__rollout_completes(stack, receiver):
     receiver.delay = 0.5
     paths = fleet(receiver, "restart", 200)  # pushed 50 at a time: at most 100 in flight
-    stack.write_versions("restart", 500)
+    stack.write_versions("restart", 700)
     stack.start_worker()
     wait_until(lambda: len(receiver.arrived) >= 2, timeout=30, what="the general wave")
     stack.redis.stop()  # its queue (pushes not yet taken by the worker) is lost with it
@@ -191,7 +191,7 @@ def test_receivers_failing_for_a_while_recover__one_that_stays_down_fails_visibl
     receiver.script(slow, [TIMEOUT, TIMEOUT])
     nobody_listens = f"http://127.0.0.1:{free_port()}/{down}"
     Deployment.objects.filter(slug=down).update(webhook_url=nobody_listens)
-    stack.write_versions("flaky", 500)
+    stack.write_versions("flaky", 700)
     stack.start_worker()
 
     def settled():
@@ -249,7 +249,7 @@ def test_receivers_failing_for_a_while_recover__one_that_stays_down_fails_visibl
 def test_two_versions_in_quick_succession__no_receiver_ends_on_the_older(stack, receiver):
     paths = fleet(receiver, "quick", 20, canaries=2)
     stack.start_worker()
-    stack.write_versions("quick", 500, 400)
+    stack.write_versions("quick", 700, 800)
     wait_until(all_delivered("quick", 3, 20), timeout=60, what="version 3 everywhere")
     assert_applied_once_each(receiver, paths, "quick", newest=3)
     for path in paths:
@@ -273,7 +273,7 @@ def test_pull_deployments__delivered_by_fetching_and_acking_through_the_web_proc
         tokens[slug] = deployment_token_issue(deployment=deployment)[1]
     web = stack.start_web()
     stack.start_worker()
-    stack.write_versions("pull", 500)
+    stack.write_versions("pull", 700)
     wait_until(lambda: targets_of("pull", 2).count() == 3, timeout=30, what="the plan")
 
     def call(slug: str, path: str, body: dict | None = None) -> dict:

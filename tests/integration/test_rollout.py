@@ -24,6 +24,7 @@ from tests.webhook_receiver import TIMEOUT, WebhookReceiver
 from toggles.models import (
     DeploymentDelivery,
     Profile,
+    ProfileVersion,
     Rollout,
     RolloutStatus,
     RolloutTarget,
@@ -42,6 +43,7 @@ from toggles.rollout import (
     rollout_resume,
     rollouts_reconcile,
     targets_deliver,
+    version_only_tightens,
 )
 from toggles.services import profile_create, profile_version_create
 from toggles.signing import jwks, signature_verify
@@ -77,13 +79,14 @@ def fleet(catalog, receiver):
 
 
 def write_version(tenant, limit: int):
+    """A version raising (loosening) or lowering (tightening) the rate limit from 600."""
     profile = Profile.objects.get(tenant=tenant, name="default")
     return profile_version_create(
         profile=profile,
         changes={"usage.rate_limit_per_minute": limit},
         actor=None,
         reason="test change",
-        kind=VersionKind.TIGHTENING,
+        kind=VersionKind.CHANGE_REQUEST if limit > 600 else VersionKind.TIGHTENING,
     )
 
 
@@ -129,16 +132,16 @@ def actions(tenant_slug: str) -> list[str]:
 def test_version_write__rollout_row_commits_or_rolls_back_with_the_version(fleet):
     profile = Profile.objects.get(tenant=fleet, name="default")
     with pytest.raises(RuntimeError), transaction.atomic():
-        write_version(fleet, 500)
+        write_version(fleet, 700)
         raise RuntimeError("the change fails after the version was written")
     assert Rollout.objects.filter(profile=profile).count() == 1  # version 1 only
-    version = write_version(fleet, 500)
+    version = write_version(fleet, 700)
     rollout = Rollout.objects.get(version=version)
     assert (rollout.status, rollout.targets.count()) == (RolloutStatus.PENDING, 0)
 
 
 def test_rollout__canary_first__others_only_after_every_canary_delivered(fleet, receiver):
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     assert rollout.status == RolloutStatus.ACTIVE
     assert rollout.wave == Wave.CANARY
     assert statuses(rollout) == {"c1": "pending", "g1": "pending", "g2": "pending"}
@@ -175,7 +178,7 @@ def test_rollout__canary_first__others_only_after_every_canary_delivered(fleet, 
 
 
 def test_push__signed_document_with_version_and_stable_idempotency_key(fleet, receiver):
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     receiver.script("c1", [503])
     target = rollout.targets.get(deployment__slug="c1")
     targets_deliver(target_ids=[target.pk])
@@ -184,15 +187,15 @@ def test_push__signed_document_with_version_and_stable_idempotency_key(fleet, re
     assert first.key == second.key == "fleet/c1:default:2"
     assert first.body == second.body
     assert signature_verify(first.body, first.signature, jwks())
-    assert not signature_verify(first.body.replace(b"500", b"600"), first.signature, jwks())
+    assert not signature_verify(first.body.replace(b"700", b"600"), first.signature, jwks())
     assert first.version == 2
-    assert b'"usage.rate_limit_per_minute":500' in first.body
+    assert b'"usage.rate_limit_per_minute":700' in first.body
 
 
 @pytest.mark.parametrize("answer", [503, 408, TIMEOUT])
 @override_settings(REDLINE_ROLLOUT_TIMEOUT_SECONDS=0.5, REDLINE_ROLLOUT_BACKOFF_SECONDS=10)
 def test_push__transient_answer__retried_later_then_delivered(fleet, receiver, answer):
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     target = rollout.targets.get(deployment__slug="c1")
     receiver.script("c1", [answer])
     before = timezone.now()
@@ -211,7 +214,7 @@ def test_push__transient_answer__retried_later_then_delivered(fleet, receiver, a
 
 @override_settings(REDLINE_ROLLOUT_BACKOFF_SECONDS=1, REDLINE_ROLLOUT_BACKOFF_MAX_SECONDS=60)
 def test_push__429_with_retry_after__waits_at_least_that_long(fleet, receiver):
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     target = rollout.targets.get(deployment__slug="c1")
     receiver.script("c1", [429])
     before = timezone.now()
@@ -224,7 +227,7 @@ def test_push__429_with_retry_after__waits_at_least_that_long(fleet, receiver):
 
 @pytest.mark.parametrize("answer", [400, 404, 410])
 def test_push__client_error__fails_at_once_with_the_reason(fleet, receiver, answer):
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     receiver.script("c1", [answer])
     target = rollout.targets.get(deployment__slug="c1")
     targets_deliver(target_ids=[target.pk])
@@ -237,7 +240,7 @@ def test_push__client_error__fails_at_once_with_the_reason(fleet, receiver, answ
 @override_settings(REDLINE_ROLLOUT_MAX_ATTEMPTS=3)
 def test_push__down_through_every_attempt__failed_naming_the_error(fleet, receiver):
     receiver.down("g2")
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     push_open(rollout)
     rollout_advance(rollout_id=rollout.pk)
     target = rollout.targets.get(deployment__slug="g2")
@@ -268,7 +271,7 @@ def test_canary_failure__pauses_rollout_and_announces_it(
 
     rollout_paused.connect(listener)
     receiver.down("c1")
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     push_open(rollout)
     with django_capture_on_commit_callbacks(execute=True):
         rollout_advance(rollout_id=rollout.pk)
@@ -292,7 +295,7 @@ def test_resume__admin_retries_failed_canary_and_releases_everyone(fleet, receiv
     ):
         membership_set(tenant=fleet, user=make_user(name), party=party, role=role)
     receiver.down("c1")
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     push_open(rollout)
     rollout_advance(rollout_id=rollout.pk)
     users = get_user_model().objects
@@ -322,7 +325,7 @@ def test_resume__admin_retries_failed_canary_and_releases_everyone(fleet, receiv
 
 @override_settings(REDLINE_ROLLOUT_SOAK_SECONDS=600)
 def test_soak__general_wave_waits_for_the_soak_time(fleet, receiver):
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     push_open(rollout)
     rollout_advance(rollout_id=rollout.pk)
     rollout.refresh_from_db()
@@ -338,8 +341,8 @@ def test_soak__general_wave_waits_for_the_soak_time(fleet, receiver):
 
 
 def test_newer_version__supersedes_older_rollout__only_newest_is_sent(fleet, receiver):
-    older = started(fleet, 500)
-    newer = started(fleet, 400)
+    older = started(fleet, 700)
+    newer = started(fleet, 800)
     older.refresh_from_db()
     assert (older.status, older.superseded_by_id) == (RolloutStatus.SUPERSEDED, newer.pk)
     assert set(statuses(older).values()) == {"superseded"}
@@ -352,8 +355,8 @@ def test_newer_version__supersedes_older_rollout__only_newest_is_sent(fleet, rec
 
 
 def test_newer_version_written_before_older_started__older_never_starts(fleet, receiver):
-    first = Rollout.objects.get(version=write_version(fleet, 500))
-    second = Rollout.objects.get(version=write_version(fleet, 400))
+    first = Rollout.objects.get(version=write_version(fleet, 700))
+    second = Rollout.objects.get(version=write_version(fleet, 800))
     rollout_advance(rollout_id=second.pk)
     rollout_advance(rollout_id=first.pk)
     first.refresh_from_db()
@@ -361,7 +364,7 @@ def test_newer_version_written_before_older_started__older_never_starts(fleet, r
 
 
 def test_high_water_mark__older_version_than_one_sent__never_sent(fleet, receiver):
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     c1 = Deployment.objects.get(tenant=fleet, slug="c1")
     DeploymentDelivery.objects.create(deployment=c1, profile=rollout.profile, sent_version=7)
     target = rollout.targets.get(deployment=c1)
@@ -375,7 +378,7 @@ def test_high_water_mark__older_version_than_one_sent__never_sent(fleet, receive
 
 
 def test_push_in_flight_to_a_deployment__a_second_push_waits(fleet, receiver):
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     c1 = Deployment.objects.get(tenant=fleet, slug="c1")
     DeploymentDelivery.objects.create(
         deployment=c1,
@@ -394,7 +397,7 @@ def test_push_in_flight_to_a_deployment__a_second_push_waits(fleet, receiver):
 
 
 def test_pull__delivered_when_fetched_or_acked(demo):
-    rollout = started(demo.tenant, 500)
+    rollout = started(demo.tenant, 700)
     assert statuses(rollout) == {
         "analyst-unclass": "pending",
         "analyst-classified": "pending",
@@ -440,7 +443,7 @@ def test_fetch_seen__hot_path__no_query_and_one_task_per_new_version(
 
 
 def test_pull__fetched_before_the_rollout_started__delivered_when_planned(demo):
-    version = write_version(demo.tenant, 500)
+    version = write_version(demo.tenant, 700)
     canary = Deployment.objects.get(tenant=demo.tenant, slug="analyst-unclass")
     rollout_record_fetch(deployment_id=canary.pk, profile_id=version.profile_id, version=2)
     rollout = Rollout.objects.get(version=version)
@@ -452,7 +455,7 @@ def test_pull__fetched_before_the_rollout_started__delivered_when_planned(demo):
 
 @override_settings(REDLINE_ROLLOUT_PULL_DEADLINE_SECONDS=3600)
 def test_reconcile__pull_canary_silent_past_deadline__fails_and_pauses(demo):
-    rollout = started(demo.tenant, 500)
+    rollout = started(demo.tenant, 700)
     rollouts_reconcile()
     assert statuses(rollout)["analyst-unclass"] == "pending"
     later = timezone.now() + timezone.timedelta(seconds=3601)
@@ -468,7 +471,7 @@ def test_reconcile__pull_canary_silent_past_deadline__fails_and_pauses(demo):
 
 
 def test_reconcile__report_that_raced_the_start__settles_target(demo):
-    rollout = started(demo.tenant, 500)
+    rollout = started(demo.tenant, 700)
     canary = Deployment.objects.get(tenant=demo.tenant, slug="analyst-unclass")
     DeploymentDelivery.objects.create(
         deployment=canary, profile=rollout.profile, reported_version=2
@@ -479,13 +482,13 @@ def test_reconcile__report_that_raced_the_start__settles_target(demo):
 
 def test_rollout__no_deployment_follows_the_profile__completes_at_once(make_tenant):
     tenant = make_tenant("empty")
-    rollout = started(tenant, 500)
+    rollout = started(tenant, 700)
     assert (rollout.status, rollout.targets.count()) == (RolloutStatus.COMPLETED, 0)
 
 
 def test_targets__one_per_deployment_following_the_profile(fleet, receiver):
     deployment_create(tenant=fleet, slug="other", profile_name="other")
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     assert sorted(statuses(rollout)) == ["c1", "g1", "g2"]
     assert RolloutTarget.objects.filter(rollout=rollout, wave=Wave.CANARY).count() == 1
 
@@ -493,7 +496,7 @@ def test_targets__one_per_deployment_following_the_profile(fleet, receiver):
 def test_reconcile__push_deployment_added_after_completion__joins_and_gets_the_version(
     fleet, receiver
 ):
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     push_open(rollout)
     rollout_advance(rollout_id=rollout.pk)
     push_open(rollout)
@@ -534,7 +537,7 @@ def test_reconcile__push_deployment_added_after_completion__joins_and_gets_the_v
 
 
 def test_reconcile__pull_deployment_that_already_has_the_version__joins_delivered(demo):
-    rollout = started(demo.tenant, 500)
+    rollout = started(demo.tenant, 700)
     late = deployment_create(tenant=demo.tenant, slug="late-pull")
     rollout_record_fetch(deployment_id=late.pk, profile_id=rollout.profile_id, version=2)
 
@@ -547,7 +550,7 @@ def test_reconcile__pull_deployment_that_already_has_the_version__joins_delivere
 
 
 def test_reconcile__canary_added_during_the_canary_wave__general_wave_waits_for_it(fleet, receiver):
-    rollout = started(fleet, 500)
+    rollout = started(fleet, 700)
     deployment_create(tenant=fleet, slug="c2", webhook_url=receiver.url("c2"), is_canary=True)
     assert rollouts_reconcile()["joined"] == 1
     c2 = rollout.targets.get(deployment__slug="c2")
@@ -561,3 +564,60 @@ def test_reconcile__canary_added_during_the_canary_wave__general_wave_waits_for_
     rollout_advance(rollout_id=rollout.pk)
     rollout.refresh_from_db()
     assert rollout.wave == Wave.GENERAL
+
+
+@override_settings(REDLINE_ROLLOUT_MAX_ATTEMPTS=1)
+@pytest.mark.parametrize("kind", [VersionKind.BRAKE, VersionKind.TIGHTENING])
+def test_tightening_only_version__every_deployment_at_once__a_failed_canary_holds_nothing(
+    fleet, receiver, kind
+):
+    receiver.down("c1")
+    profile = Profile.objects.get(tenant=fleet, name="default")
+    version = profile_version_create(
+        profile=profile,
+        changes={"usage.rate_limit_per_minute": 1, "usage.tool_access": "none"},
+        actor=None,
+        reason="stop now",
+        kind=kind,
+    )
+    rollout = Rollout.objects.get(version=version)
+    rollout_advance(rollout_id=rollout.pk)
+    rollout.refresh_from_db()
+    assert rollout.wave == Wave.GENERAL
+    assert not rollout.targets.filter(released_at__isnull=True).exists()
+    started_event = AuditEvent.objects.get(action="rollout.started")
+    assert (started_event.data["canaries"], started_event.data["canary_first"]) == (1, False)
+
+    push_open(rollout)
+    rollout_advance(rollout_id=rollout.pk)
+    rollout.refresh_from_db()
+    assert statuses(rollout) == {"c1": "failed", "g1": "delivered", "g2": "delivered"}
+    assert (rollout.status, rollout.status_reason) == (
+        RolloutStatus.FAILED,
+        "1 of 3 deployments failed",
+    )
+    assert not AuditEvent.objects.filter(action="rollout.paused").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "only_tightens"),
+    [
+        ({"usage.rate_limit_per_minute": 500}, True),
+        ({"usage.rate_limit_per_minute": 500, "logging.retention_days": 3650}, True),
+        ({"usage.rate_limit_per_minute": 700}, False),
+        ({"usage.rate_limit_per_minute": 500, "usage.tool_access": "networked"}, False),
+    ],
+    ids=["one-tighter", "all-tighter", "looser", "one-tighter-one-looser"],
+)
+def test_version_only_tightens__judged_on_every_change(fleet, changes, only_tightens):
+    profile = Profile.objects.get(tenant=fleet, name="default")
+    first = ProfileVersion.objects.get(profile=profile, number=1)
+    assert version_only_tightens(first) is False  # nothing before it to compare with
+    version = profile_version_create(
+        profile=profile,
+        changes=changes,
+        actor=None,
+        reason="compare",
+        kind=VersionKind.CHANGE_REQUEST,
+    )
+    assert version_only_tightens(version) is only_tightens

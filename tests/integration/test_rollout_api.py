@@ -42,14 +42,16 @@ def as_user(demo):
     return login
 
 
-def tighten(tenant, limit: int) -> Rollout:
+def new_version(tenant, limit: int) -> Rollout:
+    """A version lowering (tightening) or raising (loosening) the rate limit from 600,
+    and its rollout started."""
     profile = Profile.objects.get(tenant=tenant, name="default")
     version = profile_version_create(
         profile=profile,
         changes={"usage.rate_limit_per_minute": limit},
         actor=None,
-        reason="tighter rate limit",
-        kind=VersionKind.TIGHTENING,
+        reason="another rate limit",
+        kind=VersionKind.TIGHTENING if limit < 600 else VersionKind.CHANGE_REQUEST,
     )
     rollout = Rollout.objects.get(version=version)
     rollout_advance(rollout_id=rollout.pk)
@@ -58,12 +60,13 @@ def tighten(tenant, limit: int) -> Rollout:
 
 @pytest.fixture
 def paused(demo, receiver):
-    """Version 2 of demo/default paused: its one push canary answered 410."""
+    """Version 2 of demo/default (a loosening, so canaries go first) paused: its one push
+    canary answered 410."""
     deployment_create(
         tenant=demo.tenant, slug="edge-canary", webhook_url=receiver.url("edge"), is_canary=True
     )
     receiver.script("edge", [410])
-    rollout = tighten(demo.tenant, 500)
+    rollout = new_version(demo.tenant, 700)
     push = rollout.targets.filter(deployment__slug="edge-canary")
     targets_deliver(target_ids=list(push.values_list("pk", flat=True)))
     rollout_advance(rollout_id=rollout.pk)
@@ -155,7 +158,7 @@ def test_resume__not_an_admin__403(as_user, paused, username, status, error):
 
 
 def test_resume__rollout_not_paused__409(as_user, demo):
-    rollout = tighten(demo.tenant, 500)
+    rollout = new_version(demo.tenant, 500)
     response = as_user("vendor-admin").post(
         f"{BASE}/rollouts/{rollout.pk}/resume", {"reason": "go"}, format="json"
     )
@@ -169,7 +172,7 @@ def test_resume__rollout_not_paused__409(as_user, demo):
 
 @override_settings(REDLINE_ROLLOUT_MAX_ATTEMPTS=1)
 def test_rollback__restores_earlier_values_as_a_classified_change_request(as_user, demo):
-    tighten(demo.tenant, 500)
+    new_version(demo.tenant, 500)
     response = as_user("vendor-admin").post(
         f"{BASE}/profiles/default/rollback",
         {"to_version": 1, "justification": "the canary misbehaved"},
@@ -193,7 +196,7 @@ def test_rollback__restores_earlier_values_as_a_classified_change_request(as_use
     ],
 )
 def test_rollback__not_an_earlier_version__400(as_user, demo, to_version, detail):
-    tighten(demo.tenant, 500)
+    new_version(demo.tenant, 500)
     response = as_user("vendor-admin").post(
         f"{BASE}/profiles/default/rollback",
         {"to_version": to_version, "justification": "undo"},
@@ -204,7 +207,7 @@ def test_rollback__not_an_earlier_version__400(as_user, demo, to_version, detail
 
 
 def test_rollback__viewer_may_not_propose__403(as_user, demo, make_user):
-    tighten(demo.tenant, 500)
+    new_version(demo.tenant, 500)
     viewer = make_user("demo-viewer")
     membership_set(tenant=demo.tenant, user=viewer, party=Party.VENDOR, role=Role.VIEWER)
     client = APIClient()
