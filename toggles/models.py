@@ -133,6 +133,11 @@ class Profile(models.Model):
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="profiles")
     name = models.SlugField(max_length=100)
     current_version = models.PositiveIntegerField(default=0)
+    released_version = models.PositiveIntegerField(
+        default=0,
+        help_text="The version served to deployments other than canaries: the current one, "
+        "unless a loosening is still in its canary wave",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

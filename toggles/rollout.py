@@ -9,7 +9,9 @@ of older versions and plans one RolloutTarget per deployment.
   per-deployment mark (DeploymentDelivery) keeps one push in flight per deployment and
   never lets a version older than the newest one sent go out.
 * Pull deployments are delivered when they fetch or acknowledge the version
-  (rollout_fetch_seen from the config hot path, rollout_record_ack from the ack view).
+  (rollout_fetch_seen from the config hot path, rollout_record_ack from the ack view). The
+  config API serves a canary the profile's current version and every other deployment its
+  released version (Profile.released_version), which moves up when the general wave opens.
 * Waves: canaries first; every other deployment once every canary is delivered and the
   soak time (REDLINE_ROLLOUT_SOAK_SECONDS) has passed. A version that only tightens goes
   to every deployment at once (version_only_tightens). A failed canary pauses the rollout
@@ -61,7 +63,7 @@ from toggles.models import (
     TargetStatus,
     Wave,
 )
-from toggles.serving import REDIS_ERRORS, config_cache, document_key
+from toggles.serving import REDIS_ERRORS, config_cache, config_changed, document_key
 from toggles.signing import SIGNATURE_HEADER
 from toggles.values import Direction, change_direction
 
@@ -178,11 +180,38 @@ def _after_commit(function, *args, **kwargs) -> None:
 def rollout_create(*, version: ProfileVersion) -> Rollout:
     """The rollout of a new version, written in the version's own transaction.
 
-    Only an insert: older rollouts are superseded and targets planned when it starts.
+    A version that needs no canary wave is released to every deployment with it; older
+    rollouts are superseded and targets planned when the rollout starts.
     """
     rollout = Rollout.objects.create(profile=version.profile, version=version)
+    if not canary_first(version):
+        _release(version.profile_id, version.number)
     _after_commit(_queue, "rollout_advance", rollout.pk)
     return rollout
+
+
+def canary_first(version: ProfileVersion) -> bool:
+    """Whether the version goes to canary deployments before any other: when a canary
+    follows its profile and the version loosens anything. A profile's first version goes
+    to every deployment: there is nothing older to keep serving."""
+    if version.parent_id is None:
+        return False
+    profile = version.profile
+    has_canary = Deployment.objects.filter(
+        tenant_id=profile.tenant_id, profile_name=profile.name, is_canary=True
+    ).exists()
+    return has_canary and not version_only_tightens(version)
+
+
+def _release(profile_id: int, number: int) -> None:
+    """Serve version `number` to every deployment of the profile, not only its canaries.
+
+    Only ever moves forward; the serving processes hear of it after commit."""
+    moved = Profile.objects.filter(pk=profile_id, released_version__lt=number).update(
+        released_version=number
+    )
+    if moved:
+        _after_commit(config_changed)
 
 
 def rollout_advance(*, rollout_id: int) -> None:
@@ -244,10 +273,10 @@ def _start(rollout_id: int, profile_id: int) -> None:
             "deployment_id", "reported_version"
         )
     )
-    canary_first = any(d.is_canary for d in deployments) and not version_only_tightens(
-        rollout.version
-    )
-    rollout.wave = Wave.CANARY if canary_first else Wave.GENERAL
+    first = any(d.is_canary for d in deployments) and not version_only_tightens(rollout.version)
+    rollout.wave = Wave.CANARY if first else Wave.GENERAL
+    if not first:
+        _release(profile.pk, number)
     targets = []
     for deployment in deployments:
         wave = Wave.CANARY if deployment.is_canary else Wave.GENERAL
@@ -279,7 +308,7 @@ def _start(rollout_id: int, profile_id: int) -> None:
             "version": number,
             "deployments": len(targets),
             "canaries": sum(t.wave == Wave.CANARY for t in targets),
-            "canary_first": canary_first,
+            "canary_first": first,
             "push": sum(t.mode == DeliveryMode.PUSH for t in targets),
             "already_delivered": sum(t.status == TargetStatus.DELIVERED for t in targets),
         },
@@ -426,6 +455,7 @@ def _open_general_wave(rollout: Rollout, changes: _Changes, *, now: datetime) ->
     """Release every other deployment; returns the push targets to queue."""
     rollout.wave = Wave.GENERAL
     rollout.save(update_fields=["wave"])
+    _release(rollout.profile_id, rollout.version.number)
     waiting = rollout.targets.filter(wave=Wave.GENERAL, released_at__isnull=True)
     waiting.update(released_at=now, updated_at=now)
     push_ids = list(

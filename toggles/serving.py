@@ -1,11 +1,12 @@
 """Serving config documents: the hot path, answered from this process's memory.
 
 token → binding → document, all kept in dictionaries of this process:
-* a binding (the token's deployment, its profile and that profile's current version) is loaded
+* a binding (the token's deployment, its profile and the version it is to run) is loaded
   from PostgreSQL, in one query, the first time a token is seen;
 * a document comes from Redis, where the writer put it when the version was committed, or is
-  built from PostgreSQL; it is kept by profile and replaced only by a newer version, so a
-  process never serves an older version than one it has served;
+  built from PostgreSQL; it is kept by profile (for its canaries, and for the rest, which may
+  be a version behind while a loosening is in its canary wave) and replaced only by a newer
+  version, so a process never serves a deployment an older version than one it has served;
 * Redis also holds a generation marker that every change to what is served replaces (a new
   version, a revoked token, a moved deployment, a catalog sync). A process reads it at most
   every REDLINE_CONFIG_RECHECK_SECONDS and drops its bindings when it moved, and drops them
@@ -57,11 +58,18 @@ class Binding:
     deployment: str
     profile: str
     profile_id: int | None
+    canary: bool
     version: int
+
+    @property
+    def stream(self) -> tuple[int | None, bool]:
+        """What a document is kept under: canaries of a profile may run ahead of the rest."""
+        return (self.profile_id, self.canary)
 
 
 def binding_load(digest: str) -> Binding | None:
-    """The deployment of an active token and its profile's current version, in one query."""
+    """The deployment of an active token and the version it is to run, in one query: its
+    profile's current version for a canary, the released version for any other."""
     profile = Profile.objects.filter(
         tenant_id=OuterRef("deployment__tenant_id"), name=OuterRef("deployment__profile_name")
     )
@@ -69,27 +77,32 @@ def binding_load(digest: str) -> Binding | None:
         DeploymentToken.objects.filter(token_hash=digest, revoked_at__isnull=True)
         .annotate(
             profile_id=Subquery(profile.values("pk")[:1]),
-            version=Subquery(profile.values("current_version")[:1]),
+            current=Subquery(profile.values("current_version")[:1]),
+            released=Subquery(profile.values("released_version")[:1]),
         )
         .values(
             "deployment_id",
             "deployment__slug",
             "deployment__tenant__slug",
             "deployment__profile_name",
+            "deployment__is_canary",
             "profile_id",
-            "version",
+            "current",
+            "released",
         )
         .first()
     )
     if row is None:
         return None
+    canary = row["deployment__is_canary"]
     return Binding(
         token=digest,
         deployment_id=row["deployment_id"],
         deployment=f"{row['deployment__tenant__slug']}/{row['deployment__slug']}",
         profile=row["deployment__profile_name"],
         profile_id=row["profile_id"],
-        version=row["version"] or 0,
+        canary=canary,
+        version=(row["current"] if canary else row["released"]) or 0,
     )
 
 
@@ -103,7 +116,7 @@ class ConfigCache:
     def reset(self) -> None:
         """Forget everything, as a new process would."""
         self._bindings: dict[str, Binding] = {}
-        self._documents: OrderedDict[int, ConfigDocument] = OrderedDict()
+        self._documents: OrderedDict[tuple[int | None, bool], ConfigDocument] = OrderedDict()
         self._catalog: Catalog | None = None
         self._epoch = 0
         self._epoch_started = float("-inf")
@@ -142,7 +155,7 @@ class ConfigCache:
                 "which does not exist in its tenant"
             )
         catalog = self._catalog_current()
-        kept = self._documents.get(binding.profile_id)
+        kept = self._documents.get(binding.stream)
         if (
             kept is not None
             and kept.version >= binding.version
@@ -150,7 +163,8 @@ class ConfigCache:
         ):
             return kept
         version = max(binding.version, kept.version if kept else 0)
-        return self._keep(self._fetch(binding.profile_id, version, catalog), catalog)
+        document = self._fetch(binding.profile_id, version, catalog)
+        return self._keep(binding.stream, document, catalog)
 
     def _recheck(self, now: float) -> None:
         self._checked_at = now
@@ -212,17 +226,19 @@ class ConfigCache:
                 logger.warning("could not keep the config document %s in Redis", key)
         return document
 
-    def _keep(self, document: ConfigDocument, catalog: Catalog) -> ConfigDocument:
+    def _keep(
+        self, stream: tuple[int | None, bool], document: ConfigDocument, catalog: Catalog
+    ) -> ConfigDocument:
         with self._lock:
-            kept = self._documents.get(document.profile_id)
+            kept = self._documents.get(stream)
             if (
                 kept is None
                 or document.version > kept.version
                 or (document.version == kept.version and kept.catalog != catalog.fingerprint)
             ):
                 kept = document
-            self._documents[document.profile_id] = kept
-            self._documents.move_to_end(document.profile_id)
+            self._documents[stream] = kept
+            self._documents.move_to_end(stream)
             while len(self._documents) > settings.REDLINE_CONFIG_CACHE_SIZE:
                 self._documents.popitem(last=False)
             return kept
