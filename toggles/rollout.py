@@ -277,24 +277,10 @@ def _start(rollout_id: int, profile_id: int) -> None:
     rollout.wave = Wave.CANARY if first else Wave.GENERAL
     if not first:
         _release(profile.pk, number)
-    targets = []
-    for deployment in deployments:
-        wave = Wave.CANARY if deployment.is_canary else Wave.GENERAL
-        mode = DeliveryMode.PUSH if deployment.webhook_url else DeliveryMode.PULL
-        has_it = reported.get(deployment.pk, 0) >= number
-        released = wave <= rollout.wave
-        targets.append(
-            RolloutTarget(
-                rollout=rollout,
-                deployment=deployment,
-                wave=wave,
-                mode=mode,
-                status=TargetStatus.DELIVERED if has_it else TargetStatus.PENDING,
-                settled_at=now if has_it else None,
-                released_at=now if released else None,
-                next_attempt_at=now if released and mode == DeliveryMode.PUSH else None,
-            )
-        )
+    targets = [
+        _target(rollout, deployment, reported=reported.get(deployment.pk, 0), now=now)
+        for deployment in deployments
+    ]
     RolloutTarget.objects.bulk_create(targets)
     rollout.status = RolloutStatus.ACTIVE
     rollout.started_at = now
@@ -323,6 +309,25 @@ def _start(rollout_id: int, profile_id: int) -> None:
     )
     _evaluate(rollout, changes)
     changes.finish()
+
+
+def _target(rollout: Rollout, deployment: Deployment, *, reported: int, now) -> RolloutTarget:
+    """A deployment's part in a rollout (unsaved): delivered if it reported the version,
+    released if its wave is open, due at once if it is pushed."""
+    wave = Wave.CANARY if deployment.is_canary else Wave.GENERAL
+    mode = DeliveryMode.PUSH if deployment.webhook_url else DeliveryMode.PULL
+    has_it = reported >= rollout.version.number
+    released = wave <= rollout.wave
+    return RolloutTarget(
+        rollout=rollout,
+        deployment=deployment,
+        wave=wave,
+        mode=mode,
+        status=TargetStatus.DELIVERED if has_it else TargetStatus.PENDING,
+        settled_at=now if has_it else None,
+        released_at=now if released else None,
+        next_attempt_at=now if released and mode == DeliveryMode.PUSH else None,
+    )
 
 
 def version_only_tightens(version: ProfileVersion) -> bool:
@@ -984,20 +989,11 @@ def _join(rollout_id: int, deployment_id: int, *, now: datetime) -> bool:
             .values_list("reported_version", flat=True)
             .first()
         )
-        has_it = (reported or 0) >= number
-        wave = Wave.CANARY if deployment.is_canary else Wave.GENERAL
-        mode = DeliveryMode.PUSH if deployment.webhook_url else DeliveryMode.PULL
-        released = wave <= rollout.wave
-        target = RolloutTarget.objects.create(
-            rollout=rollout,
-            deployment=deployment,
-            wave=wave,
-            mode=mode,
-            status=TargetStatus.DELIVERED if has_it else TargetStatus.PENDING,
-            settled_at=now if has_it else None,
-            released_at=now if released else None,
-            next_attempt_at=now if released and mode == DeliveryMode.PUSH else None,
-        )
+        target = _target(rollout, deployment, reported=reported or 0, now=now)
+        target.save()
+        has_it = target.status == TargetStatus.DELIVERED
+        mode = target.mode
+        released = target.released_at is not None
         reopened = not has_it and rollout.status in (
             RolloutStatus.COMPLETED,
             RolloutStatus.FAILED,
