@@ -7,9 +7,10 @@ offboarding bundle, over N events (default 10^6) in a database of their own.
 Creates the database redline_bench_audit on the server of DATABASE_URL (dropped at the end
 unless --keep), migrates it, makes a tenant with an auditor, then appends N events to the
 real hash chain: hashes computed here with audit.chain, rows written with COPY (the
-append-only trigger only refuses UPDATE and DELETE). Then it starts one gunicorn sync worker,
-streams every event through the API while sampling the worker's resident memory, checks the
-count and the last hash, and writes and verifies the tenant's bundle in this process.
+append-only triggers refuse UPDATE, DELETE and TRUNCATE, not inserts). Then it starts one
+gunicorn sync worker, streams every event through the API while sampling the worker's
+resident memory, checks the count and the last hash, and writes and verifies the tenant's
+bundle in this process.
 """
 
 import argparse
