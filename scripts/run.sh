@@ -19,4 +19,10 @@ echo
 echo "Redline is starting: console and API at http://127.0.0.1:${REDLINE_WEB_PORT:-8000}/ (Ctrl-C stops everything)"
 echo "Mail (review links, outcomes) is caught locally: http://127.0.0.1:${REDLINE_WEB_PORT:-8000}/dev/outbox/"
 echo
-.venv/bin/honcho -f Procfile.dev start
+# Honcho runs in a session of its own, so Ctrl-C reaches the processes once, through honcho
+# (SIGTERM), and the Celery worker finishes the task in hand instead of being cut off.
+setsid .venv/bin/honcho -f Procfile.dev start &
+honcho=$!
+trap 'stopping=yes; kill -TERM "$honcho" 2>/dev/null || true' INT TERM
+stopping=no
+wait "$honcho" || wait "$honcho" || [ "$stopping" = yes ]
