@@ -23,6 +23,6 @@ echo
 # (SIGTERM), and the Celery worker finishes the task in hand instead of being cut off.
 setsid .venv/bin/honcho -f Procfile.dev start &
 honcho=$!
-trap 'stopping=yes; kill -TERM "$honcho" 2>/dev/null || true' INT TERM
+trap 'stopping=yes; kill -TERM "$honcho" 2>/dev/null || true' INT TERM HUP
 stopping=no
 wait "$honcho" || wait "$honcho" || [ "$stopping" = yes ]
