@@ -49,7 +49,7 @@ from tenants.services import tenant_ensure_active
 from toggles.effective import effective_values
 from toggles.models import Capability, Profile, ProfileVersion, VersionKind, red_line_message
 from toggles.services import NoChange, StaleBaseVersion, profile_version_create, validate_changes
-from toggles.values import Direction, RiskTier, change_direction, safest_value
+from toggles.values import Direction, RiskTier, ValueType, change_direction, safest_value
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +266,16 @@ def _check_time_box(time_box: timedelta, *, kind: str, directions: dict[str, str
         raise ValidationFailed(
             "a time box is for grants that only loosen: reverting a tightening would loosen "
             "without quorum; split the request"
+        )
+    text = sorted(
+        Capability.objects.filter(
+            key__in=list(directions), value_type=ValueType.STRING
+        ).values_list("key", flat=True)
+    )
+    if text:
+        raise ValidationFailed(
+            f"a time box cannot cover '{text[0]}': text has no safer side, so putting it back "
+            "would be a change of its own that needs both parties; split the request"
         )
     if not MIN_TIME_BOX <= time_box <= MAX_TIME_BOX:
         raise ValidationFailed("a time box must be between 1 minute and 30 days")

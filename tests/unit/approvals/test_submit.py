@@ -186,6 +186,23 @@ def test_submit__time_box_on_a_tightening__refused(tenant, profile, changes):
     assert db_state(profile) == before
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [{LOW_TEXT: "SECRET"}, {LOW_TEXT: "SECRET", HIGH_ENUM: "full"}],
+    ids=["text", "text-and-loosening"],
+)
+def test_submit__time_box_over_a_text_setting__refused(tenant, profile, changes):
+    """Every version written without a quorum only tightens; text has no safer side."""
+    before = db_state(profile)
+    with pytest.raises(ValidationFailed) as error:
+        submit(tenant, profile, "vendor-reviewer-1", changes, time_box=timedelta(hours=4))
+    assert str(error.value) == (
+        f"a time box cannot cover '{LOW_TEXT}': text has no safer side, so putting it back "
+        "would be a change of its own that needs both parties; split the request"
+    )
+    assert db_state(profile) == before
+
+
 @pytest.mark.parametrize("time_box", [timedelta(seconds=59), timedelta(days=30, seconds=1)])
 def test_submit__time_box_out_of_range__refused(tenant, profile, time_box):
     before = db_state(profile)
