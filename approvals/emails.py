@@ -219,14 +219,25 @@ def brake_pulled_message(*, event: AuditEvent, tenant: Tenant, recipient):
     )
 
 
-def brake_pulled_send(*, event_id: int, recipient_id: int) -> bool:
-    event = AuditEvent.objects.filter(pk=event_id, action="brake.pulled").first()
+def _event_mail_send(*, event_id: int, recipient_id: int, action: str, message) -> bool:
+    """Mail one person about an audit event; False when the event, its tenant or an active
+    recipient with an address is not there."""
+    event = AuditEvent.objects.filter(pk=event_id, action=action).first()
     recipient = User.objects.filter(pk=recipient_id, is_active=True).exclude(email="").first()
     tenant = Tenant.objects.filter(slug=event.tenant).first() if event else None
     if tenant is None or recipient is None:
         return False
-    brake_pulled_message(event=event, tenant=tenant, recipient=recipient).send()
+    message(event=event, tenant=tenant, recipient=recipient).send()
     return True
+
+
+def brake_pulled_send(*, event_id: int, recipient_id: int) -> bool:
+    return _event_mail_send(
+        event_id=event_id,
+        recipient_id=recipient_id,
+        action="brake.pulled",
+        message=brake_pulled_message,
+    )
 
 
 # Rollout paused ------------------------------------------------------------------------------
@@ -251,10 +262,9 @@ def rollout_paused_message(*, event: AuditEvent, tenant: Tenant, recipient):
 
 
 def rollout_paused_send(*, event_id: int, recipient_id: int) -> bool:
-    event = AuditEvent.objects.filter(pk=event_id, action="rollout.paused").first()
-    recipient = User.objects.filter(pk=recipient_id, is_active=True).exclude(email="").first()
-    tenant = Tenant.objects.filter(slug=event.tenant).first() if event else None
-    if tenant is None or recipient is None:
-        return False
-    rollout_paused_message(event=event, tenant=tenant, recipient=recipient).send()
-    return True
+    return _event_mail_send(
+        event_id=event_id,
+        recipient_id=recipient_id,
+        action="rollout.paused",
+        message=rollout_paused_message,
+    )
