@@ -184,23 +184,21 @@ def rollout_create(*, version: ProfileVersion) -> Rollout:
     rollouts are superseded and targets planned when the rollout starts.
     """
     rollout = Rollout.objects.create(profile=version.profile, version=version)
-    if not canary_first(version):
+    profile = version.profile
+    has_canary = Deployment.objects.filter(
+        tenant_id=profile.tenant_id, profile_name=profile.name, is_canary=True
+    ).exists()
+    if not canary_first(version, has_canary=has_canary):
         _release(version.profile_id, version.number)
     _after_commit(_queue, "rollout_advance", rollout.pk)
     return rollout
 
 
-def canary_first(version: ProfileVersion) -> bool:
+def canary_first(version: ProfileVersion, *, has_canary: bool) -> bool:
     """Whether the version goes to canary deployments before any other: when a canary
     follows its profile and the version loosens anything. A profile's first version goes
     to every deployment: there is nothing older to keep serving."""
-    if version.parent_id is None:
-        return False
-    profile = version.profile
-    has_canary = Deployment.objects.filter(
-        tenant_id=profile.tenant_id, profile_name=profile.name, is_canary=True
-    ).exists()
-    return has_canary and not version_only_tightens(version)
+    return has_canary and version.parent_id is not None and not version_only_tightens(version)
 
 
 def _release(profile_id: int, number: int) -> None:
@@ -273,7 +271,7 @@ def _start(rollout_id: int, profile_id: int) -> None:
             "deployment_id", "reported_version"
         )
     )
-    first = any(d.is_canary for d in deployments) and not version_only_tightens(rollout.version)
+    first = canary_first(rollout.version, has_canary=any(d.is_canary for d in deployments))
     rollout.wave = Wave.CANARY if first else Wave.GENERAL
     if not first:
         _release(profile.pk, number)

@@ -621,3 +621,18 @@ def test_version_only_tightens__judged_on_every_change(fleet, changes, only_tigh
         kind=VersionKind.CHANGE_REQUEST,
     )
     assert version_only_tightens(version) is only_tightens
+
+
+def test_first_version__canary_already_following_the_name__everyone_at_once(catalog, receiver):
+    tenant = tenant_create(slug="early", name="Early")
+    deployment_create(tenant=tenant, slug="c1", webhook_url=receiver.url("c1"), is_canary=True)
+    deployment_create(tenant=tenant, slug="g1", webhook_url=receiver.url("g1"))
+    profile = profile_create(tenant=tenant)
+    assert (profile.current_version, Profile.objects.get(pk=profile.pk).released_version) == (1, 1)
+
+    rollout = Rollout.objects.get(profile=profile, version__number=1)
+    rollout_advance(rollout_id=rollout.pk)
+    rollout.refresh_from_db()
+    assert rollout.wave == Wave.GENERAL
+    assert not rollout.targets.filter(released_at__isnull=True).exists()
+    assert AuditEvent.objects.get(action="rollout.started").data["canary_first"] is False
