@@ -63,6 +63,7 @@ from toggles.models import (
     TargetStatus,
     Wave,
 )
+from toggles.selectors import catalog_specs
 from toggles.serving import REDIS_ERRORS, config_cache, config_changed, document_key
 from toggles.signing import SIGNATURE_HEADER
 from toggles.values import Direction, change_direction
@@ -335,7 +336,7 @@ def version_only_tightens(version: ProfileVersion) -> bool:
     parent = version.parent
     if parent is None:
         return False
-    specs = catalog_current().specs
+    specs = catalog_specs()
     before = effective_values(specs, parent.values)
     after = effective_values(specs, version.values)
     return all(
